@@ -1,0 +1,3 @@
+"""pyrogen: deep generative models (VAEs, GANs, variational inference) for Pyro."""
+
+__version__ = "0.1.0"
