@@ -1,0 +1,380 @@
+r"""Automatic differentiation variational inference (ADVI) for ordinary Pyro models.
+
+:func:`fit` is the Bayesian modeller's entry point: give it any Pyro ``model`` whose observed sites
+use ``obs=``, and it fits a Gaussian in the *unconstrained* space of the latent variables
+("elliptical standardization"),
+
+.. math::
+
+    q(z) = \mathcal{N}\big(T^{-1}(z);\, \mu, \Sigma\big)\,
+           \big|\det J_{T^{-1}}(z)\big|,
+
+where :math:`T` maps :math:`\mathbb{R}^d` onto the support of :math:`z`. ``method="advi"``
+(mean-field) uses a diagonal :math:`\Sigma` (Pyro's ``AutoNormal``), ``method="fullrank"`` a dense
+:math:`\Sigma = LL^\top` (``AutoMultivariateNormal``), ``method="lowrank"`` a low rank plus
+diagonal one (``AutoLowRankMultivariateNormal``). The ELBO
+
+.. math::
+
+    \mathcal{L}(\mu, \Sigma) = \mathbb{E}_{q}\big[\log p(x, z) - \log q(z)\big]
+
+is maximised by SVI (reparameterized ``Trace_ELBO``) until Stan's relative-tolerance rule says it
+has stopped moving (:class:`pyrogen.diagnostics.ELBOConvergence`). The result carries the −ELBO
+history, the guide, posterior and posterior predictive draws, and a printed summary with the PSIS
+:math:`\hat k` diagnostic; :func:`pyrogen.diagnostics.to_inference_data` turns it into ArviZ.
+
+Example::
+
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    result = fit(model, y, method="fullrank", seed=0)
+    result.sample_posterior(1000)["mu"].mean()
+    result.summary()
+
+References
+
+1. *Automatic Differentiation Variational Inference*, A. Kucukelbir, D. Tran, R. Ranganath,
+   A. Gelman, D. M. Blei (JMLR 2017; arXiv:1603.00788, 2016).
+2. *Yes, but Did It Work?: Evaluating Variational Inference*, Y. Yao, A. Vehtari, D. Simpson,
+   A. Gelman (ICML 2018).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyro
+import pyro.optim
+import torch
+from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.infer.autoguide import (
+    AutoGuide,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
+from tqdm.auto import tqdm
+
+from pyrogen.diagnostics import (
+    ELBOConvergence,
+    _model_trace,
+    _resample_observed,
+    _site_names,
+    khat_reading,
+    psis_khat,
+)
+
+__all__ = ["ADVIResult", "ConvergenceWarning", "fit"]
+
+# method name -> (autoguide class, human description)
+_METHODS: dict[str, tuple[type[AutoGuide], str]] = {
+    "advi": (AutoNormal, "mean-field Gaussian, AutoNormal"),
+    "fullrank": (AutoMultivariateNormal, "full-rank Gaussian, AutoMultivariateNormal"),
+    "lowrank": (AutoLowRankMultivariateNormal, "low-rank Gaussian, AutoLowRankMultivariateNormal"),
+}
+
+
+class ConvergenceWarning(UserWarning):
+    """The ELBO did not meet the relative-tolerance rule within ``num_steps``."""
+
+
+def _check_latents(model: Callable, args: tuple, kwargs: dict) -> None:
+    """Raise a helpful error when the model has discrete latent sites or none at all."""
+    trace = _model_trace(model, args, kwargs)
+    latent = _site_names(trace)[0]
+    discrete = [
+        f"'{n}' ({type(trace.nodes[n]['fn']).__name__})"
+        for n in latent
+        if trace.nodes[n]["fn"].support.is_discrete
+    ]
+    if discrete:
+        raise ValueError(
+            f"fit() approximates the posterior by a Gaussian in the unconstrained space, which "
+            f"cannot represent discrete latent site(s) {', '.join(discrete)}. Either marginalize "
+            "them out (mark them with infer={'enumerate': 'parallel'} or @config_enumerate and "
+            "train an autoguide on poutine.block(model, hide=[...]) with TraceEnum_ELBO), or use "
+            "a different method, e.g. pyro.infer.MCMC(NUTS(model)), which enumerates discrete "
+            "sites."
+        )
+    if not latent:
+        raise ValueError(
+            "The model has no latent sample sites (every pyro.sample has obs=): there is no "
+            "posterior to fit. Check that unobserved quantities are pyro.sample statements."
+        )
+
+
+def _reshape_draws(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
+    """Predictive pads draws with plate dims of size 1; give each site ``(n,) + its shape``."""
+    out = {}
+    for name, value in draws.items():
+        shape = (num_samples,) + tuple(trace.nodes[name]["value"].shape)
+        out[name] = value.reshape(shape) if value.numel() == math.prod(shape) else value
+    return out
+
+
+@dataclass
+class ADVIResult:
+    r"""What :func:`fit` returns: the fitted guide, the −ELBO history and ways to use them.
+
+    :ivar model: the Pyro model that was fitted.
+    :ivar guide: the fitted Pyro autoguide (a Gaussian in the unconstrained space).
+    :ivar method: ``"advi"``, ``"fullrank"`` or ``"lowrank"``.
+    :ivar losses: −ELBO estimate at every SVI step (list of floats).
+    :ivar converged: whether Stan's relative-ELBO rule was met before ``num_steps``.
+    :ivar args: positional arguments the model was fitted with.
+    :ivar kwargs: keyword arguments the model was fitted with.
+    :ivar rel_changes: relative ELBO change at each convergence check.
+    :ivar tol_rel_obj: the tolerance used (``None`` if the rule was switched off).
+    :ivar elapsed: wall time of the optimisation, seconds.
+
+    .. note::
+        The guide's parameters live in the guide and in a private param-store scope, so
+        :func:`fit` never reads or overwrites the global Pyro param store. The methods below
+        enter that scope; to call ``result.guide(...)`` yourself, do it inside
+        ``with result.param_scope():``.
+    """
+
+    model: Callable
+    guide: AutoGuide
+    method: str
+    losses: list[float]
+    converged: bool
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    rel_changes: list[float] = field(default_factory=list)
+    tol_rel_obj: float | None = 0.01
+    elapsed: float = 0.0
+    _param_state: dict = field(default_factory=dict, repr=False)
+
+    @contextmanager
+    def param_scope(self) -> Iterator[dict]:
+        """Context in which the global param store holds exactly this fit's parameters."""
+        with pyro.get_param_store().scope(self._param_state) as state:
+            yield state
+
+    def _args(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return (args, kwargs) if args or kwargs else (self.args, self.kwargs)
+
+    @torch.no_grad()
+    def sample_posterior(self, num_samples: int = 1000) -> dict[str, torch.Tensor]:
+        r"""Draw :math:`z^{(s)} \sim q(z)`, ``s = 1..num_samples``, in the constrained space.
+
+        :param num_samples: number of draws.
+        :returns: dict ``site -> tensor`` of shape ``(num_samples,) + site_shape`` for every
+            latent site of the model, and every ``pyro.deterministic`` site (a function of
+            them).
+        """
+        trace = _model_trace(self.model, self.args, self.kwargs)
+        latent, _, deterministic = _site_names(trace)
+        with self.param_scope():
+            draws = Predictive(
+                self.model,
+                guide=self.guide,
+                num_samples=num_samples,
+                return_sites=latent + deterministic,
+                parallel=True,
+            )(*self.args, **self.kwargs)
+        return _reshape_draws(draws, trace, num_samples)
+
+    @torch.no_grad()
+    def predictive(self, num_samples: int = 1000, *args: Any, **kwargs: Any) -> dict:
+        r"""Posterior predictive draws :math:`\tilde x^{(s)} \sim p(x \mid z^{(s)})`,
+        :math:`z^{(s)} \sim q(z)`.
+
+        Observed sites are *re-sampled* (as with ``poutine.uncondition``), so passing the
+        training data gives replicated data for posterior predictive checks, and passing new
+        covariates (e.g. ``x_new``, ``y=None``) gives predictions.
+
+        :param num_samples: number of draws.
+        :param args: model arguments; default: the arguments the model was fitted with.
+        :param kwargs: model keyword arguments; default: those the model was fitted with.
+        :returns: dict ``site -> tensor`` of shape ``(num_samples,) + site_shape`` for every
+            sample and deterministic site (latents and observed sites).
+        """
+        args, kwargs = self._args(args, kwargs)
+        model = _resample_observed(self.model)
+        trace = _model_trace(model, args, kwargs)
+        sites = [n for n, s in trace.nodes.items() if s["type"] == "sample"]
+        with self.param_scope():
+            draws = Predictive(
+                model,
+                guide=self.guide,
+                num_samples=num_samples,
+                return_sites=sites,
+                parallel=True,
+            )(*args, **kwargs)
+        return _reshape_draws(draws, trace, num_samples)
+
+    def summary(self, num_samples: int = 1000, prob: float = 0.9) -> None:
+        r"""Print the fit (steps, convergence, final −ELBO), PSIS :math:`\hat k` with its reading
+        (:math:`\hat k < 0.5` good, :math:`0.5`–:math:`0.7` ok, :math:`> 0.7` unreliable) and
+        posterior mean, sd and central ``prob`` interval of every latent scalar.
+
+        :param num_samples: number of posterior draws for the table and for :math:`\hat k`.
+        :param prob: mass of the central interval.
+        """
+        print(self._summary_text(num_samples, prob))
+
+    def _summary_text(self, num_samples: int, prob: float) -> str:
+        guide_cls = _METHODS[self.method][1]
+        window = min(100, len(self.losses))
+        final = sum(self.losses[-window:]) / window
+        if self.tol_rel_obj is None:
+            status = "convergence not checked (tol_rel_obj=None)"
+        elif self.converged:
+            status = f"converged (relative ELBO change {self.rel_changes[-1]:.2g} "
+            status += f"< tol_rel_obj={self.tol_rel_obj})"
+        else:
+            status = "NOT converged: increase num_steps, or the learning rate, then check losses"
+        khat = psis_khat(self, num_samples=num_samples)
+        lines = [
+            f"ADVI fit, method={self.method!r} ({guide_cls}): {len(self.losses)} steps in "
+            f"{self.elapsed:.1f} s, {status}",
+            f"-ELBO (mean of the last {window} steps): {final:.4g}",
+            f"PSIS k-hat ({num_samples} draws): {khat:.2f}, {khat_reading(khat)}",
+            "",
+        ]
+        lo, hi = (1 - prob) / 2, (1 + prob) / 2
+        header = f"{'':>16} {'mean':>10} {'sd':>10} {lo:>10.1%} {'50%':>10} {hi:>10.1%}"
+        lines.append(header)
+        for name, draws in self.sample_posterior(num_samples).items():
+            flat = draws.reshape(num_samples, -1).double()
+            q = torch.quantile(flat, torch.tensor([lo, 0.5, hi], dtype=flat.dtype), dim=0)
+            for j in range(flat.shape[1]):
+                index = tuple(torch.unravel_index(torch.tensor(j), draws.shape[1:]))
+                label = name + (f"[{','.join(str(int(i)) for i in index)}]" if index else "")
+                lines.append(
+                    f"{label:>16} {flat[:, j].mean():>10.4g} {flat[:, j].std():>10.4g} "
+                    f"{q[0, j]:>10.4g} {q[1, j]:>10.4g} {q[2, j]:>10.4g}"
+                )
+        return "\n".join(lines)
+
+
+def fit(
+    model: Callable,
+    *args: Any,
+    method: str = "advi",
+    num_steps: int = 10000,
+    tol_rel_obj: float | None = 0.01,
+    eval_elbo: int = 100,
+    lr: float = 0.05,
+    optim: pyro.optim.PyroOptim | None = None,
+    num_particles: int = 1,
+    init_scale: float = 0.1,
+    seed: int | None = None,
+    progress_bar: bool = True,
+    **kwargs: Any,
+) -> ADVIResult:
+    r"""Fit a Gaussian variational posterior (ADVI) to any Pyro model by maximising the ELBO.
+
+    The guide is a Gaussian in the unconstrained space, :math:`\zeta = T^{-1}(z) \sim
+    \mathcal{N}(\mu, \Sigma)`; SVI maximises
+    :math:`\mathcal{L} = \mathbb{E}_q[\log p(x, T(\zeta)) + \log|\det J_T(\zeta)|] + \mathbb{H}[q]`
+    with reparameterized gradients. Every ``eval_elbo`` steps the mean −ELBO of the last window
+    is compared with the previous one; optimisation stops when the mean or the median of the
+    recent relative changes falls below ``tol_rel_obj`` (Stan's rule, see
+    :class:`pyrogen.diagnostics.ELBOConvergence`). If that never happens a
+    :class:`ConvergenceWarning` is emitted and ``result.converged`` is ``False``.
+
+    :param model: a Pyro model; observed sites use ``obs=``; latent sites must be continuous.
+    :param args: positional arguments passed to ``model`` (the data).
+    :param method: ``"advi"`` (mean-field, ``AutoNormal``), ``"fullrank"``
+        (``AutoMultivariateNormal``) or ``"lowrank"`` (``AutoLowRankMultivariateNormal``).
+    :param num_steps: maximum number of SVI steps.
+    :param tol_rel_obj: relative ELBO tolerance (Stan's default 0.01); ``None`` runs all
+        ``num_steps`` without checking (``converged`` is then ``False``, and no warning).
+    :param eval_elbo: steps per convergence check (Stan's default 100).
+    :param lr: learning rate of the default optimizer ``pyro.optim.Adam``.
+    :param optim: any ``pyro.optim`` optimizer, replacing the default.
+    :param num_particles: Monte Carlo samples per ELBO gradient (vectorized when > 1).
+    :param init_scale: initial standard deviation of the guide in the unconstrained space.
+    :param seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) before fitting.
+    :param progress_bar: show a tqdm progress bar with the running −ELBO.
+    :param kwargs: keyword arguments passed to ``model``.
+    :returns: an :class:`ADVIResult`.
+    :raises ValueError: for an unknown ``method``, bad settings, or discrete latent sites.
+    :raises FloatingPointError: when the ELBO becomes NaN or infinite.
+
+    .. note::
+        Only models with static structure whose batch dimensions are declared by
+        ``pyro.plate`` are supported: posterior draws are vectorized over an outer plate.
+    """
+    if method not in _METHODS:
+        choices = ", ".join(f"{k!r} ({v[1]})" for k, v in _METHODS.items())
+        raise ValueError(f"Unknown method {method!r}; expected one of {choices}.")
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"Expected num_steps to be a positive int, got {num_steps!r}.")
+    if tol_rel_obj is not None and not tol_rel_obj > 0:
+        raise ValueError(f"Expected tol_rel_obj > 0 (or None to disable), got {tol_rel_obj}.")
+    if not lr > 0:
+        raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
+    if num_particles < 1:
+        raise ValueError(f"Expected num_particles >= 1, got {num_particles}.")
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+
+    _check_latents(model, args, kwargs)
+    guide_cls = _METHODS[method][0]
+    guide = guide_cls(model, init_scale=init_scale)
+    optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
+    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
+    rule = (
+        ELBOConvergence(tol_rel_obj, eval_elbo=eval_elbo, num_steps=num_steps)
+        if tol_rel_obj is not None
+        else None
+    )
+
+    losses: list[float] = []
+    converged = False
+    start = time.perf_counter()
+    with pyro.get_param_store().scope() as param_state:
+        svi = SVI(model, guide, optim, loss=elbo)
+        bar = tqdm(range(num_steps), desc=f"ADVI ({method})", disable=not progress_bar)
+        for step in bar:
+            loss = float(svi.step(*args, **kwargs))
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"The ELBO became {loss} at step {step}: the optimisation diverged. Lower "
+                    f"the learning rate (lr={lr}), use more particles, or check the model for "
+                    "invalid parameter values."
+                )
+            losses.append(loss)
+            if rule is not None and rule.update(loss):
+                converged = True
+                break
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss:.4g}")
+        bar.close()
+    elapsed = time.perf_counter() - start
+
+    if rule is not None and not converged:
+        last = f"{rule.rel_changes[-1]:.3g}" if rule.rel_changes else "never checked"
+        warnings.warn(
+            f"ADVI did not converge in {num_steps} steps: the relative ELBO change ({last}) "
+            f"is still above tol_rel_obj={tol_rel_obj}. Increase num_steps or the learning "
+            "rate, and inspect result.losses.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return ADVIResult(
+        model=model,
+        guide=guide,
+        method=method,
+        losses=losses,
+        converged=converged,
+        args=args,
+        kwargs=kwargs,
+        rel_changes=list(rule.rel_changes) if rule is not None else [],
+        tol_rel_obj=tol_rel_obj,
+        elapsed=elapsed,
+        _param_state=param_state,
+    )
