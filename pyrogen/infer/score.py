@@ -175,21 +175,24 @@ class ScoreFunctionMessenger(Messenger):
         if not isinstance(fn, _NonReparameterized):
             msg["fn"] = _NonReparameterized(fn)
         if self.baseline is not None and "baseline" not in msg["infer"]:
-            msg["infer"] = dict(msg["infer"], baseline=self._site_baseline(msg))
+            # Filled in by _pyro_post_sample, once enclosing plates have broadcast msg["fn"].
+            msg["infer"]["baseline"] = dict(self.baseline)
+            msg["infer"]["_pyrogen_baseline"] = True
 
-    def _site_baseline(self, msg) -> dict[str, Any]:
-        options = dict(self.baseline)
+    def _pyro_post_sample(self, msg) -> None:
+        if not msg["infer"].pop("_pyrogen_baseline", False):
+            return
+        options = msg["infer"]["baseline"]  # the dict the trace recorded: update it in place
         shape = msg["fn"].batch_shape
         if options.get("nn_baseline") is not None:
             net = options["nn_baseline"]
-            options["nn_baseline"] = lambda inputs: _expanded_call(net, shape, inputs)
+            options["nn_baseline"] = functools.partial(_expanded_call, net, shape)
         if options.get("use_decaying_avg_baseline"):
             store = pyro.get_param_store()
             name = _DECAYING_AVG_PREFIX + msg["name"]
             if name in store and store[name].shape != shape:
                 with torch.no_grad():
                     store[name] = store[name].mean().expand(shape).clone()
-        return options
 
 
 def score_function(
