@@ -45,6 +45,11 @@ def _load_fashion_mnist() -> Dataset:
 
 register_dataset("digits", load_digits)
 register_dataset("fashion-mnist", _load_fashion_mnist)
+# 2-D/1-D toy mixtures with known modes (pyrogen.data.toy): ring8, grid25, mix1d, lecture-p/q.
+from pyrogen.data import toy as _toy  # noqa: E402
+
+for _name in _toy.TOY_DATASETS:
+    register_dataset(_name, lambda _n=_name: _toy.load_toy(_n))
 
 
 def load_dataset(name_or_path: str | os.PathLike, binarize: str = "none") -> Dataset:

@@ -1,3 +1,44 @@
 """Objectives and estimators for Pyro programs: ELBO variants, IWAE, adversarial losses, ADVI."""
 
-__all__: list[str] = []
+from pyrogen.infer.adversarial import (
+    LOSSES,
+    WGAN,
+    WGAN_GP,
+    AdversarialLoss,
+    HingeGAN,
+    MinimaxGAN,
+    NonSaturatingGAN,
+    adversarial_loss,
+    clip_weights_,
+    gradient_penalty,
+)
+from pyrogen.infer.advi import ADVIResult, ConvergenceWarning, fit
+from pyrogen.infer.elbo import ELBO, OBJECTIVES, get_objective
+from pyrogen.infer.iwae import IWAE, STL_ELBO
+from pyrogen.infer.score import ScoreFunctionMessenger, score_function
+from pyrogen.infer.variance import GradStats, gradient_variance
+
+__all__: list[str] = [
+    "ELBO",
+    "IWAE",
+    "LOSSES",
+    "OBJECTIVES",
+    "STL_ELBO",
+    "WGAN",
+    "WGAN_GP",
+    "ADVIResult",
+    "AdversarialLoss",
+    "ConvergenceWarning",
+    "GradStats",
+    "HingeGAN",
+    "MinimaxGAN",
+    "NonSaturatingGAN",
+    "ScoreFunctionMessenger",
+    "adversarial_loss",
+    "clip_weights_",
+    "fit",
+    "get_objective",
+    "gradient_penalty",
+    "gradient_variance",
+    "score_function",
+]
