@@ -26,6 +26,8 @@ import math
 import statistics
 import warnings
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -152,6 +154,34 @@ def _resample_observed(model):
     return _UnconditionObservedMessenger()(model)
 
 
+@contextmanager
+def _vectorized(what: str) -> Iterator[None]:
+    """Turn a shape error of a model run under an outer draws plate into advice."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"{what} runs the model once for all draws, under an extra plate on the left of its "
+            "plates, and the model failed there. Make every batch dimension a pyro.plate and "
+            "let latent values broadcast from the right: write X @ beta as "
+            "(X * beta).sum(-1), and index with [..., i] rather than [i]. "
+            f"Original error: {err}"
+        ) from err
+
+
+def _padded(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
+    """Draws of shape ``(n,) + site_shape`` padded with the size-1 plate dims Predictive
+    expects in ``posterior_samples``: ``(n,) + (1,) * (max_plate_nesting - batch_ndim) +
+    site_shape``."""
+    mpn = _max_plate_nesting(trace)
+    out = {}
+    for name, value in draws.items():
+        site = trace.nodes[name]
+        pad = max(mpn - len(site["fn"].batch_shape), 0)
+        out[name] = value.reshape((num_samples,) + (1,) * pad + tuple(site["value"].shape))
+    return out
+
+
 def _site_names(trace) -> tuple[list[str], list[str], list[str]]:
     """``(latent, observed, deterministic)`` sample-site names of a model trace."""
     latent, observed, deterministic = [], [], []
@@ -185,7 +215,7 @@ def log_importance_weights(
         args, kwargs = result.args, result.kwargs
     mpn = _max_plate_nesting(_model_trace(result.model, args, kwargs))
     chunks, left = [], num_samples
-    with result.param_scope():
+    with result.param_scope(), _vectorized("psis_khat / log_importance_weights"):
         while left > 0:
             size = min(left, 1000)
             lw = vectorized_importance_weights(
@@ -302,16 +332,17 @@ def to_inference_data(
     site_dims.update(dims or {})
 
     posterior = result.sample_posterior(num_samples)
-    latent_draws = {n: posterior[n] for n in latent}
-    predictive = Predictive(
-        _resample_observed(result.model),
-        posterior_samples=latent_draws,
-        return_sites=observed,
-        parallel=True,
-    )(*args, **kwargs)
-    vec_trace = Predictive(
-        result.model, posterior_samples=latent_draws, parallel=True
-    ).get_vectorized_trace(*args, **kwargs)
+    latent_draws = _padded({n: posterior[n] for n in latent}, trace, num_samples)
+    with _vectorized("to_inference_data"):
+        predictive = Predictive(
+            _resample_observed(result.model),
+            posterior_samples=latent_draws,
+            return_sites=observed,
+            parallel=True,
+        )(*args, **kwargs)
+        vec_trace = Predictive(
+            result.model, posterior_samples=latent_draws, parallel=True
+        ).get_vectorized_trace(*args, **kwargs)
     log_prob = {
         n: _per_draw(
             vec_trace.nodes[n]["fn"].log_prob(vec_trace.nodes[n]["value"]),

@@ -66,9 +66,12 @@ from tqdm.auto import tqdm
 
 from pyrogen.diagnostics import (
     ELBOConvergence,
+    _max_plate_nesting,
     _model_trace,
+    _padded,
     _resample_observed,
     _site_names,
+    _vectorized,
     khat_reading,
     psis_khat,
 )
@@ -87,8 +90,9 @@ class ConvergenceWarning(UserWarning):
     """The ELBO did not meet the relative-tolerance rule within ``num_steps``."""
 
 
-def _check_latents(model: Callable, args: tuple, kwargs: dict) -> None:
-    """Raise a helpful error when the model has discrete latent sites or none at all."""
+def _check_latents(model: Callable, args: tuple, kwargs: dict) -> int:
+    """Raise a helpful error when the model has discrete latent sites or none at all; return
+    the model's ``max_plate_nesting``."""
     trace = _model_trace(model, args, kwargs)
     latent = _site_names(trace)[0]
     discrete = [
@@ -110,6 +114,7 @@ def _check_latents(model: Callable, args: tuple, kwargs: dict) -> None:
             "The model has no latent sample sites (every pyro.sample has obs=): there is no "
             "posterior to fit. Check that unobserved quantities are pyro.sample statements."
         )
+    return _max_plate_nesting(trace)
 
 
 def _reshape_draws(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
@@ -175,13 +180,24 @@ class ADVIResult:
         """
         trace = _model_trace(self.model, self.args, self.kwargs)
         latent, _, deterministic = _site_names(trace)
-        with self.param_scope():
+        draws = self._latent_draws(num_samples, trace, latent)
+        if deterministic:
+            with _vectorized("sample_posterior"):
+                derived = Predictive(
+                    self.model,
+                    posterior_samples=_padded(draws, trace, num_samples),
+                    return_sites=deterministic,
+                    parallel=True,
+                )(*self.args, **self.kwargs)
+            draws.update(_reshape_draws(derived, trace, num_samples))
+        return draws
+
+    def _latent_draws(self, num_samples: int, trace, latent: list[str]) -> dict:
+        # The guide alone, vectorized over an outer plate (no model run: AutoContinuous guides
+        # return unpadded values that a model would not broadcast).
+        with self.param_scope(), _vectorized("sample_posterior"):
             draws = Predictive(
-                self.model,
-                guide=self.guide,
-                num_samples=num_samples,
-                return_sites=latent + deterministic,
-                parallel=True,
+                self.guide, num_samples=num_samples, return_sites=latent, parallel=True
             )(*self.args, **self.kwargs)
         return _reshape_draws(draws, trace, num_samples)
 
@@ -201,18 +217,21 @@ class ADVIResult:
             sample and deterministic site (latents and observed sites).
         """
         args, kwargs = self._args(args, kwargs)
+        fit_trace = _model_trace(self.model, self.args, self.kwargs)
+        latent = _site_names(fit_trace)[0]
+        draws = self._latent_draws(num_samples, fit_trace, latent)
         model = _resample_observed(self.model)
         trace = _model_trace(model, args, kwargs)
-        sites = [n for n, s in trace.nodes.items() if s["type"] == "sample"]
-        with self.param_scope():
-            draws = Predictive(
+        sites = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n not in draws]
+        with _vectorized("predictive"):
+            predicted = Predictive(
                 model,
-                guide=self.guide,
-                num_samples=num_samples,
+                posterior_samples=_padded(draws, fit_trace, num_samples),
                 return_sites=sites,
                 parallel=True,
             )(*args, **kwargs)
-        return _reshape_draws(draws, trace, num_samples)
+        draws.update(_reshape_draws(predicted, trace, num_samples))
+        return draws
 
     def summary(self, num_samples: int = 1000, prob: float = 0.9) -> None:
         r"""Print the fit (steps, convergence, final −ELBO), PSIS :math:`\hat k` with its reading
@@ -322,11 +341,15 @@ def fit(
     if seed is not None:
         pyro.set_rng_seed(seed)
 
-    _check_latents(model, args, kwargs)
+    max_plate_nesting = _check_latents(model, args, kwargs)
     guide_cls = _METHODS[method][0]
     guide = guide_cls(model, init_scale=init_scale)
     optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
-    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
+    elbo = Trace_ELBO(
+        num_particles=num_particles,
+        vectorize_particles=num_particles > 1,
+        max_plate_nesting=max_plate_nesting,
+    )
     rule = (
         ELBOConvergence(tol_rel_obj, eval_elbo=eval_elbo, num_steps=num_steps)
         if tol_rel_obj is not None
