@@ -12,6 +12,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # One entry per example: "script.py --tiny-flags". Keep each under ~30 s.
 EXAMPLES = [
     "vae.py --smoke-test",
+    "score_vs_reparam.py --smoke-test",
 ]
 
 
