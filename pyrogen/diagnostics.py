@@ -79,8 +79,8 @@ class ELBOConvergence:
     Example::
 
         >>> rule = ELBOConvergence(0.01, eval_elbo=2, num_steps=100)
-        >>> [rule.update(x) for x in [10.0, 10.0, 5.0, 5.0, 4.99, 4.99]]
-        [False, False, False, False, False, True]
+        >>> [rule.update(x) for x in [10.0, 10.0, 5.0, 5.0, 4.99, 4.99, 4.98, 4.98]]
+        [False, False, False, False, False, False, False, True]
     """
 
     def __init__(self, tol_rel_obj: float = 0.01, eval_elbo: int = 100, num_steps: int = 10000):
