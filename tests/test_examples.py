@@ -13,6 +13,8 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = [
     "vae.py --smoke-test",
     "score_vs_reparam.py --smoke-test",
+    "advi_eight_schools.py --smoke-test",
+    "advi_regression.py --smoke-test",
 ]
 
 
