@@ -55,6 +55,21 @@ def set_seed(seed: int) -> None:
     pyro.set_rng_seed(seed)  # also seeds torch (all devices)
 
 
+def claim_param_names(module: torch.nn.Module) -> None:
+    """Make Pyro's global param store point at ``module``'s own parameters.
+
+    A ``PyroModule`` registers its parameters under names such as ``"encoder.net.0.weight"``; a
+    second model built in the same process would otherwise find the first model's tensors under
+    those names, and SVI would silently optimize the wrong ones.
+    """
+    store = pyro.get_param_store()
+    prefix = getattr(module, "_pyro_name", "")
+    for name, param in module.named_parameters():
+        fullname = f"{prefix}.{name}" if prefix else name
+        if fullname in store and store.get_param(fullname) is not param:
+            del store[fullname]
+
+
 class SVIStep:
     r"""One step of Pyro's SVI: :math:`\theta, \varphi \leftarrow \theta, \varphi - \eta \nabla
     \mathcal{L}(x_{batch})` for any Pyro loss ``loss(model, guide, batch)``.
@@ -65,6 +80,8 @@ class SVIStep:
         (``TraceMeanField_ELBO``).
     :param optim: a ``pyro.optim.PyroOptim``; default ``pyro.optim.Adam({"lr": lr})``.
     :param lr: learning rate of the default Adam optimizer.
+    :param loss_scale: factor applied to the *reported* loss only, e.g. ``1 / num_data`` to record
+        nats per example instead of per data set; gradients are unaffected.
     """
 
     def __init__(
@@ -74,6 +91,7 @@ class SVIStep:
         loss: Any = None,
         optim: pyro.optim.PyroOptim | None = None,
         lr: float = 1e-3,
+        loss_scale: float = 1.0,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
@@ -81,9 +99,12 @@ class SVIStep:
         self.loss = loss if loss is not None else TraceMeanField_ELBO()
         self.optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
         self.svi = SVI(model, guide, self.optim, loss=self.loss)
+        self.loss_scale = loss_scale
+        for module in self.modules().values():
+            claim_param_names(module)
 
     def __call__(self, batch: Batch) -> dict[str, float]:
-        return {"loss": float(self.svi.step(batch))}
+        return {"loss": float(self.svi.step(batch)) * self.loss_scale}
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The ``nn.Module`` owners of ``model`` and ``guide`` (bound methods' ``self``)."""

@@ -25,6 +25,7 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import site_is_subsample
 
 #: Budget of floats for one chunk's decoder output (particles x examples x features).
 MAX_CHUNK_ELEMENTS = 2**23
@@ -47,13 +48,14 @@ def _device_of(model: Any, data: torch.Tensor) -> torch.device:
 
 
 def _sum_log_probs(trace: poutine.Trace, num_samples: int, batch: int) -> torch.Tensor:
-    """Sum of unscaled ``log_prob`` over the trace's non-auxiliary sample sites: (K, B)."""
+    """Sum over non-auxiliary sample sites of ``unscaled_log_prob`` (without the data plate's
+    subsample scale): shape (K, B)."""
     trace.compute_log_prob()
     total = torch.zeros(num_samples, batch)
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
+        if site["type"] != "sample" or site_is_subsample(site) or site["infer"].get("is_auxiliary"):
             continue
-        log_prob = site["log_prob"]
+        log_prob = site["unscaled_log_prob"]
         if log_prob.dim() < 2 or log_prob.shape[-1] != batch:
             raise ValueError(
                 f"Site {name!r} has log_prob shape {tuple(log_prob.shape)}; per-example"

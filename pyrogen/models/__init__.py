@@ -1,0 +1,5 @@
+"""Ready-made generative models, each a ``PyroModule`` with ``.model`` and ``.guide``."""
+
+from pyrogen.models.vae import VAE
+
+__all__ = ["VAE"]

@@ -1,0 +1,145 @@
+r"""The variational auto-encoder as a Pyro program (Kingma & Welling, 2014; Rezende et al., 2014).
+
+Generative model and amortized guide:
+
+.. math::
+
+    p(z) = \mathcal N(0, I), \quad p(x \mid z; \theta) = \text{likelihood}(\mathrm{NN}_\theta(z)),
+    \quad q(z \mid x; \varphi) = \mathcal N(\mu_\varphi(x), \sigma^2_\varphi(x) I).
+
+Trained by maximizing :math:`\mathrm{ELBO} = \mathbb E_q[\log p(x|z)] - \mathrm{KL}(q(z|x) \|
+p(z))` with any Pyro loss, e.g. ``TraceMeanField_ELBO`` (reparameterized, analytic KL).
+The data plate is scaled by ``num_data / batch size``, so a mini-batch loss estimates the loss of
+the whole data set.
+
+References:
+  1. Auto-Encoding Variational Bayes, D. P. Kingma, M. Welling (2014).
+  2. Stochastic Backpropagation and Approximate Inference in Deep Generative Models,
+     D. J. Rezende, S. Mohamed, D. Wierstra (2014).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from pyro.nn.module import to_pyro_module_
+
+from pyrogen.likelihoods import Likelihood, get_likelihood
+from pyrogen.nn import MLP, GaussianEncoder
+
+
+class VAE(PyroModule):
+    """A VAE with MLP encoder/decoder (ReLU), prior N(0, I) and a Gaussian amortized guide.
+
+    :param data_dim: features per example (e.g. 64 for 8x8 digits, 784 for MNIST).
+    :param latent_dim: size of z.
+    :param hidden: hidden layer sizes of the encoder (the decoder mirrors them).
+    :param likelihood: ``"bernoulli"`` (logits), ``"gaussian"`` (mean and log-variance) or a
+        :class:`~pyrogen.likelihoods.Likelihood`.
+    :param num_data: size of the training set, for the data plate's subsampling scale; ``None``
+        means the batch is the whole data set.
+
+    Example::
+
+        vae = VAE(data_dim=64, latent_dim=2)
+        svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}),
+                             pyro.infer.TraceMeanField_ELBO())
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int = 10,
+        hidden: Sequence[int] = (400,),
+        likelihood: str | Likelihood = "bernoulli",
+        num_data: int | None = None,
+    ) -> None:
+        super().__init__()
+        if data_dim < 1 or latent_dim < 1:
+            raise ValueError(f"Expected data_dim, latent_dim >= 1, got {data_dim}, {latent_dim}.")
+        self.data_dim, self.latent_dim = data_dim, latent_dim
+        self.hidden = tuple(hidden)
+        self.likelihood = get_likelihood(likelihood)
+        self.num_data = num_data
+        self.encoder = GaussianEncoder(data_dim, self.hidden, latent_dim)
+        out = data_dim * self.likelihood.params_per_feature
+        self.decoder = MLP(latent_dim, self.hidden[::-1], out)
+        to_pyro_module_(self.encoder)
+        to_pyro_module_(self.decoder)
+
+    # --- the Pyro program -------------------------------------------------------------------
+    def _check_shape(self, x: torch.Tensor) -> None:
+        if x.dim() < 1 or x.shape[-1] != self.data_dim:
+            raise ValueError(
+                f"The VAE expects examples with {self.data_dim} features (data_dim), got data of"
+                f" shape {tuple(x.shape)}; flatten images to (N, {self.data_dim}) or build the"
+                " VAE with the data's feature size."
+            )
+
+    def _data_plate(self, x: torch.Tensor) -> pyro.plate:
+        size = self.num_data if self.num_data is not None else len(x)
+        return pyro.plate("data", size, subsample=torch.arange(len(x), device=x.device), dim=-1)
+
+    def model(self, x: torch.Tensor) -> None:
+        r""":math:`z \sim \mathcal N(0, I)`, :math:`x \sim p(x \mid z; \theta)` for each row."""
+        self._check_shape(x)
+        with self._data_plate(x):
+            prior = dist.Normal(x.new_zeros(self.latent_dim), 1.0).expand([len(x), self.latent_dim])
+            z = pyro.sample("z", prior.to_event(1))
+            pyro.sample("x", self.likelihood.distribution(self.decoder(z)), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        r""":math:`z \sim q(z \mid x) = \mathcal N(\mu(x), \sigma^2(x) I)`."""
+        self._check_shape(x)
+        with self._data_plate(x):
+            loc, scale = self.encoder(x)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # --- using a trained model ----------------------------------------------------------------
+    def validate(self, x: torch.Tensor) -> None:
+        """Raise a ``ValueError`` naming the problem when ``x`` cannot be modelled: wrong feature
+        size, NaN/inf, values outside the likelihood's support."""
+        self._check_shape(x)
+        self.likelihood.validate(x)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of q(z|x)."""
+        self._check_shape(x)
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z) (pixel probabilities for Bernoulli, μ for Gaussian)."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior mean: E[x | z = μ(x)]."""
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(
+        self, num_samples: int, mean: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """New data from the model: z ~ N(0, I), then the mean of p(x|z) (``mean=True``) or a
+        draw from it."""
+        device = next(self.parameters()).device
+        z = torch.randn(num_samples, self.latent_dim, generator=generator, device=device)
+        if mean:
+            return self.decode(z)
+        return self.likelihood.distribution(self.decoder(z)).sample()
+
+    def config(self) -> dict:
+        """Constructor arguments, enough to rebuild this model (``VAE(**vae.config())``)."""
+        return {
+            "data_dim": self.data_dim,
+            "latent_dim": self.latent_dim,
+            "hidden": list(self.hidden),
+            "likelihood": self.likelihood.name,
+            "num_data": self.num_data,
+        }
