@@ -120,7 +120,10 @@ def khat_reading(khat: float) -> str:
         return "good (k-hat < 0.5): q is close to the posterior"
     if khat <= 0.7:
         return "ok (0.5 <= k-hat <= 0.7): usable, but importance-weighted estimates are noisy"
-    return "unreliable (k-hat > 0.7): q misses posterior mass; try method='fullrank' or MCMC"
+    return (
+        "unreliable (k-hat > 0.7): q misses posterior mass; fit longer, use a richer q "
+        "(method='fullrank') or MCMC"
+    )
 
 
 def _max_plate_nesting(trace) -> int:
