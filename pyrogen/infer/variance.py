@@ -83,14 +83,15 @@ def gradient_variance(
         receive a gradient are omitted.
 
     >>> import pyro, torch, pyro.distributions as dist
-    >>> from pyro.infer import Trace_ELBO
+    >>> from pyrogen.infer import ELBO
     >>> def model():
     ...     pyro.sample("z", dist.Normal(0.0, 1.0))
     >>> def guide():
     ...     pyro.sample("z", dist.Normal(pyro.param("loc", torch.tensor(1.0)), 1.0))
-    >>> stats = gradient_variance(Trace_ELBO(), model, guide, num_samples=10)
-    >>> stats["loc"].mean  # d/dloc of KL(N(loc, 1) || N(0, 1)) = loc, exactly for this estimator
-    tensor(1., dtype=torch.float64)
+    >>> elbo = ELBO(estimator="reparam", kl="analytic")  # -ELBO = KL(N(loc, 1) || N(0, 1))
+    >>> stats = gradient_variance(elbo, model, guide, num_samples=10)
+    >>> stats["loc"].mean, stats["loc"].variance  # d KL / d loc = loc, without noise
+    (tensor(1., dtype=torch.float64), tensor(0., dtype=torch.float64))
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"Expected num_samples to be an integer >= 2, but got {num_samples!r}")
