@@ -58,6 +58,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _site_names(trace: poutine.Trace) -> list[str]:
+    """Names of the sample and param sites of a trace (plates' subsample sites excluded)."""
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] in ("sample", "param") and type(site.get("fn")).__name__ != "_Subsample"
+    ]
+
+
 def _site_value(model: Callable, guide: Callable | None, site: str, args, kwargs) -> torch.Tensor:
     """Run ``model`` (replayed on ``guide``'s trace) and return the value at ``site``."""
     guide_trace = None
@@ -68,9 +77,9 @@ def _site_value(model: Callable, guide: Callable | None, site: str, args, kwargs
     for trace in (model_trace, guide_trace):
         if trace is not None and site in trace.nodes:
             return trace.nodes[site]["value"]
-    existing = [n for n, s in model_trace.nodes.items() if s["type"] in ("sample", "param")]
+    existing = _site_names(model_trace)
     if guide_trace is not None:
-        existing += [n for n, s in guide_trace.nodes.items() if s["type"] in ("sample", "param")]
+        existing += [n for n in _site_names(guide_trace) if n not in existing]
     raise ValueError(
         f"Site {site!r} is not in the trace of the model; sites that exist: {existing}."
         " Pass site=<name> to the loss, or record the generated example with"

@@ -1,0 +1,348 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+from torch import nn
+
+from pyrogen.data import load_dataset
+from pyrogen.evaluate import mode_coverage, wasserstein_1d
+from pyrogen.infer import (
+    LOSSES,
+    WGAN,
+    WGAN_GP,
+    HingeGAN,
+    MinimaxGAN,
+    NonSaturatingGAN,
+    adversarial_loss,
+    gradient_penalty,
+)
+from pyrogen.models.gan import Generator
+from pyrogen.nn.adversarial import Critic
+from pyrogen.train import Trainer
+from pyrogen.train_adversarial import PRESETS, AdversarialStep
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small networks: one thread is faster than two fighting over a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Linear(nn.Module):
+    """d(x) = w·x + b, one score per example."""
+
+    def __init__(self, w, b=0.0):
+        super().__init__()
+        self.lin = nn.Linear(len(w), 1)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([w]))
+            self.lin.bias.fill_(b)
+
+    def forward(self, x):
+        return self.lin(x).squeeze(-1)
+
+
+def fixed_model(fake):
+    """A Pyro program whose site "x" is ``fake[:n]`` (plus a latent site "z")."""
+
+    def model(n):
+        with pyro.plate("data", n):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+            return pyro.deterministic("x", fake[:n], event_dim=1)
+
+    return model
+
+
+# -- gradient penalty and clipping ---------------------------------------------------------------
+
+
+def test_gradient_penalty_linear_critic_by_hand():
+    w = [3.0, -4.0]  # ||w|| = 5
+    critic = Linear(w, b=0.7)
+    real, fake = torch.randn(64, 2), torch.randn(64, 2) + 3
+    gp = gradient_penalty(critic, real, fake)
+    assert gp.item() == pytest.approx((5.0 - 1.0) ** 2, rel=1e-6)
+    gp.backward()  # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
+    expected = 2 * (5 - 1) * torch.tensor([w]) / 5
+    assert torch.allclose(critic.lin.weight.grad, expected, atol=1e-5)
+
+
+def test_wgan_gp_critic_loss_by_hand():
+    critic = Linear([0.6, 0.0])  # ||w|| = 0.6
+    real, fake = torch.randn(32, 2), torch.randn(32, 2) - 1
+    loss = WGAN_GP(critic, penalty=10.0)
+    terms = loss.critic_terms(fixed_model(fake), None, real=real)
+    w1 = 0.6 * (real[:, 0].mean() - fake[:, 0].mean())
+    assert terms["w1"].item() == pytest.approx(w1.item(), rel=1e-5)
+    assert terms["penalty"].item() == pytest.approx(0.16, rel=1e-5)
+    assert terms["critic_loss"].item() == pytest.approx(-w1.item() + 10 * 0.16, rel=1e-5)
+
+
+def test_clipping_bounds_every_critic_weight():
+    torch.manual_seed(0)
+    gen, critic = Generator(2, 2, hidden=(16,)), Critic(2, hidden=(32, 32))
+    assert max(p.abs().max() for p in critic.parameters()) > 0.01  # init is not clipped
+    step = AdversarialStep(gen, critic, "wgan")
+    assert step.critic_steps == 5 and isinstance(step.critic_optim, torch.optim.RMSprop)
+    record = step(*(torch.randn(16, 2) for _ in range(step.batches_per_step)))
+    for p in critic.parameters():
+        assert p.abs().max() <= 0.01 + 1e-12
+    assert float(max(p.detach().abs().max() for p in critic.parameters())) == pytest.approx(0.01)
+    assert "w1" in record and math.isfinite(record["w1"])
+
+
+# -- sign conventions ----------------------------------------------------------------------------
+
+
+def _separating():
+    """Critic d(x) = 5 x_0; real at x_0 = +1, fake at x_0 = -1: the critic is right."""
+    real = torch.tensor([[1.0, 0.0]]).expand(8, 2)
+    fake = torch.tensor([[-1.0, 0.0]]).expand(8, 2).clone()
+    return Linear([5.0, 0.0]), real, fake
+
+
+def test_sign_conventions_when_critic_wins():
+    critic, real, fake = _separating()
+    model = fixed_model(fake)
+    sp = nn.functional.softplus
+    values = {}
+    for name in LOSSES:
+        loss = adversarial_loss(name, critic)
+        values[name] = (
+            loss.critic_loss(model, None, real=real).item(),
+            loss.generator_loss(model, None, 8).item(),
+        )
+    # minimax: critic loss -V ≈ 0 (V ≤ 0 always); generator loss log(1 - D) ≈ 0⁻ (saturated)
+    assert values["gan"][0] == pytest.approx(2 * sp(torch.tensor(-5.0)).item())
+    assert -0.01 < values["gan"][1] < 0
+    # non-saturating: large generator loss -log D(fake) ≈ 5
+    assert values["nsgan"][1] == pytest.approx(sp(torch.tensor(5.0)).item())
+    # Wasserstein: critic loss = -(E_r d - E_g d) = -10, generator loss = -E_g d = 5
+    assert values["wgan"] == pytest.approx((-10.0, 5.0))
+    assert values["hinge"] == pytest.approx((0.0, 5.0))  # both margins satisfied
+
+
+def test_critic_losses_at_chance():
+    critic = Linear([0.0, 0.0])  # D = 1/2 everywhere
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    model = fixed_model(fake)
+    assert MinimaxGAN(critic).critic_loss(model, None, real=real).item() == pytest.approx(
+        2 * math.log(2)
+    )
+    assert HingeGAN(critic).critic_loss(model, None, real=real).item() == pytest.approx(2.0)
+    terms = WGAN_GP(critic).critic_terms(model, None, real=real)
+    assert terms["penalty"].item() == pytest.approx(1.0)  # (0 - 1)^2
+
+
+def test_generator_gradients_vanish_for_minimax_only():
+    critic, real, fake = _separating()
+    fake = fake.clone().requires_grad_(True)
+    grads = {}
+    for cls in (MinimaxGAN, NonSaturatingGAN, WGAN):
+        fake.grad = None
+        cls(critic).generator_loss(fixed_model(fake), None, 8).backward()
+        grads[cls.name] = fake.grad.norm().item()
+    assert grads["gan"] < 0.05 * grads["nsgan"]
+    assert grads["wgan"] == pytest.approx(5 / math.sqrt(8))
+    # and the generator's descent direction moves fake samples towards the real ones (+x_0)
+    fake.grad = None
+    NonSaturatingGAN(critic).generator_loss(fixed_model(fake), None, 8).backward()
+    assert (fake.grad[:, 0] < 0).all()
+
+
+# -- optimal discriminator -------------------------------------------------------------------------
+
+
+def test_optimal_discriminator_recovered_on_1d_pair():
+    """p_r = N(0, 1), p_g = N(1, 0.5²): D*(x) = p_r / (p_r + p_g)."""
+    torch.manual_seed(0)
+    critic = Critic(1, hidden=(32, 32), activation="tanh")
+    p_r, p_g = dist.Normal(0.0, 1.0), dist.Normal(1.0, 0.5)
+
+    def traced(n):  # site "x" must be (n, 1): record it as deterministic
+        with pyro.plate("data", n):
+            z = pyro.sample("z", p_g)
+            return pyro.deterministic("x", z.unsqueeze(-1), event_dim=1)
+
+    loss = MinimaxGAN(critic)
+    optim = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    for _ in range(200):
+        optim.zero_grad()
+        loss.critic_loss(traced, None, real=p_r.sample((512, 1))).backward()
+        optim.step()
+    grid = torch.linspace(-1.5, 2.0, 50)
+    expected = p_r.log_prob(grid).exp() / (p_r.log_prob(grid).exp() + p_g.log_prob(grid).exp())
+    with torch.no_grad():
+        got = torch.sigmoid(critic(grid.unsqueeze(-1)))
+    assert (got - expected).abs().max() < 0.06
+
+
+# -- composition with Pyro -----------------------------------------------------------------------
+
+
+def test_guide_replay_and_sum_with_elbo():
+    torch.manual_seed(0)
+    gen = Generator(latent_dim=2, data_dim=3, hidden=(8,))
+    critic = Critic(3, hidden=(8,))
+    z_guide = torch.randn(4, 2)
+
+    def guide(n):
+        with pyro.plate("data", n):
+            pyro.sample("z", dist.Delta(z_guide).to_event(1))
+
+    loss = NonSaturatingGAN(critic)
+    x = loss.generated(gen.model, guide, 4)
+    assert torch.allclose(x, gen.net(z_guide))
+    # the generator part is a plain differentiable Pyro loss: add it to an ELBO and backprop
+    total = Trace_ELBO().differentiable_loss(gen.model, guide, 4) + loss(gen.model, guide, 4)
+    total.backward()
+    assert all(p.grad is not None for p in gen.parameters())
+    assert isinstance(loss.loss(gen.model, None, 4), float)
+
+
+def test_conditional_losses_pass_labels_to_critic():
+    gen = Generator(2, 2, hidden=(8,), num_classes=3)
+    critic = Critic(2, hidden=(8,), num_classes=3)
+    y = torch.tensor([0, 1, 2, 1])
+    for name in LOSSES:
+        loss = adversarial_loss(name, critic)
+        c = loss.critic_loss(gen.model, None, 4, y=y, real=torch.randn(4, 2))
+        g = loss.generator_loss(gen.model, None, 4, y=y)
+        assert torch.isfinite(c) and torch.isfinite(g)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def test_presets_match_papers():
+    assert PRESETS["gan"].lr == 2e-4 and PRESETS["gan"].betas == (0.5, 0.999)
+    assert PRESETS["gan"].critic_steps == 1
+    assert PRESETS["wgan"].optim == "rmsprop" and PRESETS["wgan"].lr == 5e-5
+    assert PRESETS["wgan"].critic_steps == 5 and PRESETS["wgan"].loss_kwargs == {"clip": 0.01}
+    gp = PRESETS["wgan-gp"]
+    assert (gp.optim, gp.lr, gp.betas, gp.critic_steps) == ("adam", 1e-4, (0.0, 0.9), 5)
+    step = AdversarialStep(Generator(2, 2, hidden=(8,)), Critic(2, hidden=(8,)), "wgan-gp")
+    assert step.loss.penalty == 10.0 and step.batches_per_step == 6
+    assert step.generator_optim.defaults["betas"] == (0.0, 0.9)
+    assert step.critic_optim is not step.generator_optim
+
+
+def test_trainer_records_both_losses_and_w1(tmp_path):
+    gen, critic = Generator(2, 2, hidden=(16,)), Critic(2, hidden=(16,))
+    step = AdversarialStep(gen, critic, "wgan-gp", critic_steps=2)
+    data = load_dataset("ring8").train_x[:500]
+    history = Trainer(step, batch_size=32, steps=4, seed=0, progress=False).fit(data)
+    assert len(history) == 4
+    assert len(history.column("w1")) == 4 and len(history.column("critic_loss")) == 4
+    assert len(history.column("penalty")) == 4
+    # state round trip through a weights_only checkpoint
+    path = tmp_path / "state.pt"
+    torch.save(step.state_dict(), path)
+    state = torch.load(path, weights_only=True)
+    gen2, critic2 = Generator(2, 2, hidden=(16,)), Critic(2, hidden=(16,))
+    step2 = AdversarialStep(gen2, critic2, "wgan-gp", critic_steps=2)
+    step2.load_state_dict(state)
+    assert step2.num_steps == 4
+    for a, b in zip(gen.parameters(), gen2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    batches = [torch.randn(8, 2) for _ in range(3)]
+    torch.manual_seed(1)
+    r1 = step(*batches)
+    torch.manual_seed(1)
+    r2 = step2(*batches)
+    assert r1 == r2  # resumes identically (optimizer moments restored)
+
+
+def test_short_wgan_gp_run_tracks_w1():
+    """Fast check (Adam, β = (0, 0.9), k = 5, λ = 10, generator lr 1e-4, critic lr 1e-3): the
+    generator moves to N(3, 0.5²) and the critic's dual estimate follows the exact W1."""
+    torch.manual_seed(0)
+    real = 3 + 0.5 * torch.randn(20_000, 1)
+    gen, critic = Generator(1, 1, hidden=(64, 64)), Critic(1, hidden=(64, 64))
+    step = AdversarialStep(gen, critic, "wgan-gp", critic_lr=1e-3)
+    start = wasserstein_1d(gen.sample(4000), real)
+    history = Trainer(step, batch_size=128, steps=300, seed=0, progress=False).fit(real)
+    exact = wasserstein_1d(gen.sample(4000), real)
+    assert exact < 0.5 * start
+    assert history.column("w1")[-1] == pytest.approx(exact, rel=0.3, abs=0.1)
+
+
+@pytest.mark.slow
+def test_wgan_gp_on_ring8_covers_six_modes():
+    data = load_dataset("ring8")
+    gen, critic = Generator(2, 2, hidden=(128, 128, 128)), Critic(2, hidden=(128, 128, 128))
+    step = AdversarialStep(gen, critic, "wgan-gp", critic_lr=1e-3)
+    Trainer(step, batch_size=256, steps=3000, seed=0, progress=False).fit(data.train_x)
+    assert mode_coverage(gen.sample(2500), data.centers, data.sigma)["modes"] >= 6
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+def test_unknown_loss_name():
+    critic = Critic(2, hidden=(4,))
+    with pytest.raises(ValueError, match="Unknown adversarial loss 'wgangp'.*wgan-gp"):
+        adversarial_loss("wgangp", critic)
+    with pytest.raises(ValueError, match="Unknown adversarial loss"):
+        AdversarialStep(Generator(2, 2, hidden=(4,)), critic, "lsgan")
+
+
+def test_critic_output_of_wrong_shape():
+    class Wide(nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), 2)
+
+    with pytest.raises(ValueError, match=r"shape \(8, 2\).*one score per example"):
+        WGAN_GP(Wide()).critic_loss(fixed_model(torch.zeros(8, 2)), None, real=torch.zeros(8, 2))
+
+
+def test_missing_site_lists_existing_sites():
+    gen = Generator(2, 2, hidden=(4,))
+    loss = HingeGAN(Critic(2, hidden=(4,)), site="img")
+    with pytest.raises(ValueError, match=r"'img' is not in the trace.*: \['z', 'x'\]"):
+        loss.generator_loss(gen.model, None, 4)
+
+
+def test_data_dimension_differs_from_generator_output():
+    gen = Generator(2, 3, hidden=(4,))
+    step = AdversarialStep(gen, Critic(3, hidden=(4,)), "gan")
+    with pytest.raises(ValueError, match=r"shape \(3,\) but real data have shape \(2,\)"):
+        step(torch.randn(8, 2), torch.randn(8, 2))
+
+
+def test_constructor_validation():
+    critic = Critic(2, hidden=(4,))
+    gen = Generator(2, 2, hidden=(4,))
+    with pytest.raises(ValueError, match="clip"):
+        WGAN(critic, clip=0.0)
+    with pytest.raises(ValueError, match="penalty"):
+        WGAN_GP(critic, penalty=-1.0)
+    with pytest.raises(ValueError, match="critic_steps"):
+        AdversarialStep(gen, critic, "gan", critic_steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        AdversarialStep(gen, critic, "gan", lr=-1.0)
+    with pytest.raises(TypeError, match="model"):
+        AdversarialStep(nn.Linear(2, 2), critic)
+    with pytest.raises(ValueError, match="2 real batches"):
+        AdversarialStep(gen, critic, "gan")(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="another critic"):
+        AdversarialStep(gen, critic, WGAN_GP(Critic(2, hidden=(4,))))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_adversarial_step_on_cuda():
+    gen, critic = Generator(2, 2, hidden=(8,)).cuda(), Critic(2, hidden=(8,)).cuda()
+    step = AdversarialStep(gen, critic, "wgan-gp", critic_steps=1)
+    record = step(torch.randn(8, 2), torch.randn(8, 2))  # CPU batches are moved to the GPU
+    assert math.isfinite(record["w1"])
+    real = torch.randn(8, 2, device="cuda")
+    assert gradient_penalty(critic, real, real + 1).is_cuda
+    traced = poutine.trace(gen.model).get_trace(3)
+    assert traced.nodes["x"]["value"].is_cuda
