@@ -33,4 +33,6 @@ def test_example_runs(example, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     cmd = [sys.executable, str(EXAMPLES_DIR / script), *args]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{example} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"{example} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )

@@ -12,6 +12,7 @@ from pyrogen import plot
 from pyrogen.cli.common import add_common_arguments, resolve_device, save_state, write_json
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
+from pyrogen.infer import OBJECTIVES, get_objective
 from pyrogen.latent import interpolate, random_walk
 from pyrogen.likelihoods import LIKELIHOODS
 from pyrogen.models import VAE
@@ -30,6 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument(
+        "--estimator",
+        choices=list(OBJECTIVES),
+        default="reparam",
+        help="gradient estimator: reparam (analytic KL), score (score function + baseline),"
+        " iwae / dreg (importance-weighted bound), stl (sticking the landing)",
+    )
+    parser.add_argument(
+        "--num-particles", type=int, default=1, help="samples K per example and step"
+    )
     parser.add_argument(
         "--binarize",
         choices=["auto", "dynamic", "none"],
@@ -86,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     binarize = args.binarize
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" else "none"
+    get_objective(args.estimator, args.num_particles)  # fail on bad settings before loading data
     dataset = load_dataset(args.data, binarize=binarize)
     set_seed(args.seed)
     vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
@@ -102,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         f"pyrogen vae: {dataset.name} ({len(dataset.train_x)} train / {len(dataset.test_x)}"
         f" test, {dataset.dim} features, binarize={binarize}) on {device} -> {out}/"
     )
-    step = SVIStep(vae.model, vae.guide, lr=args.lr, loss_scale=1 / len(dataset.train_x))
+    loss = get_objective(args.estimator, args.num_particles)
+    step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
     trainer = Trainer(
         step,
         batch_size=args.batch_size,

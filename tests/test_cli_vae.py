@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+
+from pyrogen.cli import main
+from pyrogen.models import VAE
+
+TINY = [
+    "--epochs",
+    "1",
+    "--hidden",
+    "16",
+    "--latent-dim",
+    "2",
+    "--num-is-samples",
+    "5",
+    "--no-progress",
+]
+FILES = [
+    "samples.png",
+    "reconstructions.png",
+    "interpolation.png",
+    "random_walk.png",
+    "latent.png",
+    "loss.png",
+    "model.pt",
+    "config.json",
+    "metrics.json",
+]
+
+
+def test_vae_command_writes_every_promised_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["vae", "--data", "digits", "--out", str(out), *TINY]) == 0
+    for name in FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_is_samples"] == 5
+    assert metrics["test_log_likelihood"] >= metrics["test_elbo"]
+    assert -64 * 2 < metrics["test_elbo"] < 0  # nats per 8x8 binary image
+    config = json.loads((out / "config.json").read_text())
+    assert config["hidden"] == [16] and config["binarize"] == "dynamic"
+    state = torch.load(out / "model.pt", weights_only=True)
+    vae = VAE(**config["model"])
+    vae.load_state_dict(state)  # config.json is enough to rebuild the model
+    assert "test ELBO" in capsys.readouterr().out
+
+
+def test_hidden_takes_several_sizes_and_other_estimators(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "vae",
+        "--out",
+        str(out),
+        *TINY,
+        "--hidden",
+        "8",
+        "8",
+        "--estimator",
+        "iwae",
+        "--num-particles",
+        "3",
+        "--likelihood",
+        "gaussian",
+    ]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["hidden"] == [8, 8] and config["model"]["likelihood"] == "gaussian"
+    assert config["binarize"] == "none"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "/no/such/dir"], "neither a known name"),
+        (["--device", "cuda:7" if not torch.cuda.is_available() else "nonsense"], "--device"),
+        (["--num-particles", "0"], "num_particles"),
+    ],
+)
+def test_user_errors_print_a_message_not_a_traceback(tmp_path, capsys, args, message):
+    assert main(["vae", "--out", str(tmp_path), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
