@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("vae",)
+SUBCOMMANDS = ("vae", "gan")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,202 @@
+"""``pyrogen gan``: train a GAN / WGAN on toy mixtures or images, write samples, figures, metrics.
+
+Defaults (non-saturating GAN, PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, MLPs
+128-128-128, batch 256, 20 000 generator steps) are the ones measured in
+``benchmarks/gan_modes.py``; ``--loss wgan|wgan-gp`` switches to the papers' optimizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyrogen import plot_adversarial as plot
+from pyrogen.cli.common import add_common_arguments, resolve_device, save_state, write_json
+from pyrogen.data import load_dataset
+from pyrogen.data.dataset import Dataset
+from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
+from pyrogen.infer.adversarial import LOSSES
+from pyrogen.models.gan import Generator
+from pyrogen.nn.adversarial import Critic
+from pyrogen.train import Trainer, set_seed
+from pyrogen.train_adversarial import AdversarialStep
+
+HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, default_data="ring8")
+    parser.add_argument("--loss", choices=sorted(LOSSES), default="nsgan")
+    parser.add_argument("--steps", type=int, default=20_000, help="generator updates")
+    parser.add_argument(
+        "--critic-steps",
+        type=int,
+        default=None,
+        help="critic updates per generator update k"
+        " (default: the loss's paper value: 1 for gan/nsgan/hinge, 5 for wgan/wgan-gp)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=None, help="generator lr (default: paper's)")
+    parser.add_argument("--critic-lr", type=float, default=None, help="critic lr (default: --lr)")
+    parser.add_argument(
+        "--pack",
+        type=int,
+        default=None,
+        help="PacGAN packing of the critic (default: 2 for gan/nsgan/hinge, 1 for wgan/wgan-gp)",
+    )
+    parser.add_argument("--latent-dim", type=int, default=None, help="default: 2 toy, 32 images")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden sizes of generator and critic (default: 128 128 128 toy, 512 512 images)",
+    )
+    parser.add_argument("--num-samples", type=int, default=10_000, help="rows of samples.npy")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _load(data: str) -> Dataset:
+    if data.endswith(".npy"):
+        path = Path(data)
+        if not path.is_file():
+            raise FileNotFoundError(f"--data {data}: no such file.")
+        x = torch.as_tensor(np.load(path), dtype=torch.float32)
+        if x.dim() != 2 or len(x) < 10 or not torch.isfinite(x).all():
+            raise ValueError(
+                f"--data {data}: expected a finite float array of shape (n >= 10, d), one point"
+                f" per row; got shape {tuple(x.shape)}."
+            )
+        split = max(1, len(x) // 10)
+        return Dataset(path.stem, x[split:], None, x[:split], None, shape=(x.shape[1],))
+    return load_dataset(data)
+
+
+def _finite(value):
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def _metrics(dataset: Dataset, samples: torch.Tensor, seed: int) -> dict:
+    metrics: dict = {}
+    if dataset.is_image:
+        from pyrogen.evaluate.fid import frechet_classifier_distance, train_feature_classifier
+
+        if dataset.train_y is None:
+            return metrics
+        clf = train_feature_classifier(dataset, seed=seed)
+        metrics["frechet_classifier_distance"] = frechet_classifier_distance(
+            samples, dataset.test_x, clf
+        )
+        half = len(dataset.test_x) // 2
+        metrics["frechet_classifier_distance_test_halves"] = frechet_classifier_distance(
+            dataset.test_x[:half], dataset.test_x[half:], clf
+        )
+        metrics["feature_classifier_test_accuracy"] = clf.accuracy
+        return metrics
+    centers, sigma = getattr(dataset, "centers", None), getattr(dataset, "sigma", 0.0)
+    if centers is not None and sigma > 0:
+        cov = mode_coverage(samples, centers, sigma)
+        metrics.update({k: _finite(v) for k, v in cov.items()})
+    if dataset.dim == 1:
+        metrics["wasserstein_1d_to_test"] = wasserstein_1d(samples, dataset.test_x)
+    else:
+        metrics["sliced_wasserstein_to_test"] = sliced_wasserstein(samples, dataset.test_x)
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    out = Path(args.out or "runs/gan")
+    for name in ("steps", "batch_size", "num_samples"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    dataset = _load(args.data)
+    image = dataset.is_image
+    latent_dim = args.latent_dim or (32 if image else 2)
+    hidden = args.hidden or ([512, 512] if image else [128, 128, 128])
+    pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else 2)
+    set_seed(args.seed)
+    gen = Generator(latent_dim, dataset.dim, hidden, output="sigmoid" if image else "identity")
+    critic = Critic(dataset.dim, hidden, pack=pack, activation="leaky_relu" if image else "relu")
+    gen.to(device)
+    critic.to(device)
+    step = AdversarialStep(
+        gen, critic, args.loss, critic_steps=args.critic_steps, lr=args.lr, critic_lr=args.critic_lr
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model_config = {
+        "latent_dim": latent_dim,
+        "data_dim": dataset.dim,
+        "hidden": list(hidden),
+        "output": "sigmoid" if image else "identity",
+        "pack": pack,
+        "critic_steps": step.critic_steps,
+        "generator_optim": type(step.generator_optim).__name__,
+        "generator_lr": step.generator_optim.defaults["lr"],
+        "critic_lr": step.critic_optim.defaults["lr"],
+    }
+    config = {"command": "gan", **vars(args), "out": str(out), "model": model_config}
+    config.pop("run", None)
+    write_json(out / "config.json", config)
+    print(
+        f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
+        f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on {device}"
+        f" -> {out}/"
+    )
+    trainer = Trainer(
+        step,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    start = time.perf_counter()
+    history = trainer.fit(dataset.train_x.to(device))
+    train_seconds = time.perf_counter() - start
+    save_state(out / "model.pt", {**step.state_dict(), "config": model_config})
+    write_json(out / "history.json", {k: history.column(k) for k in history.records[0]})
+
+    set_seed(args.seed)
+    samples = gen.sample(args.num_samples).cpu()
+    np.save(out / "samples.npy", samples.numpy().astype(np.float32))
+    metrics = {
+        **_metrics(dataset, samples, args.seed),
+        "steps": len(history),
+        "train_seconds": train_seconds,
+        "final_generator_loss": history.losses[-1],
+        "final_critic_loss": history.column("critic_loss")[-1],
+    }
+    if history.column("w1"):
+        metrics["final_w1_estimate"] = float(np.mean(history.column("w1")[-100:]))
+    write_json(out / "metrics.json", metrics)
+
+    title = f"{args.loss} on {dataset.name}, {len(history)} steps"
+    if image:
+        plot.plot_image_grid(samples[:100], dataset.shape, 10, title, out / "samples.png")
+    elif dataset.dim == 2:
+        plot.plot_samples_2d(
+            samples[:2500],
+            getattr(dataset, "centers", None),
+            getattr(dataset, "sigma", None),
+            title,
+            path=out / "samples.png",
+        )
+    else:
+        plot.plot_density_1d(
+            dataset.test_x[:, 0], samples[:, 0], title=title, path=out / "samples.png"
+        )
+    plot.plot_losses(history, title, out / "loss.png")
+    shown = {k: v for k, v in metrics.items() if k != "counts"}
+    print(
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+    )
+    print(
+        f"wrote model.pt, samples.npy, config.json, metrics.json, history.json, samples.png and"
+        f" loss.png to {out}/"
+    )
+    return 0

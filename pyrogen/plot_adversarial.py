@@ -1,0 +1,152 @@
+"""Figures for adversarial training: 2-D samples over the true modes, loss / W1 curves, 1-D
+densities with the critic's landscape, image grids. Matplotlib (Agg backend); every function
+returns the ``Figure`` and saves it when ``path`` is given."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _finish(fig, path: str | os.PathLike | None):
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_samples_2d(
+    samples: Any,
+    centers: Any | None = None,
+    sigma: float | None = None,
+    title: str = "",
+    ax=None,
+    path: str | os.PathLike | None = None,
+):
+    """Scatter of 2-D ``samples`` over the true mode centres, with a 3σ circle per mode."""
+    x = _np(samples)
+    fig = ax.figure if ax is not None else plt.figure(figsize=(5, 5))
+    ax = ax if ax is not None else fig.add_subplot(111)
+    ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, color="tab:blue", label="generated")
+    if centers is not None:
+        c = _np(centers)
+        ax.scatter(c[:, 0], c[:, 1], marker="x", color="tab:red", s=40, label="true modes")
+        if sigma:
+            for cx, cy in c:
+                ax.add_patch(plt.Circle((cx, cy), 3 * sigma, fill=False, color="tab:red", lw=0.8))
+        span = np.abs(c).max() * 1.5 + 3 * (sigma or 0)
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=7)
+    return _finish(fig, path)
+
+
+def plot_losses(
+    history: Any,
+    title: str = "",
+    path: str | os.PathLike | None = None,
+    smooth: int = 50,
+):
+    """Generator and critic losses per generator step and, when recorded, the critic's W1
+    estimate (a :class:`~pyrogen.train.History` or a list of records)."""
+    records: Sequence[Mapping[str, float]] = getattr(history, "records", history)
+    keys = [k for k in ("loss", "critic_loss", "w1") if any(k in r for r in records)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    labels = {"loss": "generator loss", "critic_loss": "critic loss", "w1": "critic's W1 estimate"}
+    for ax, key in zip(axes[0], keys, strict=True):
+        y = np.array([r[key] for r in records if key in r], dtype=float)
+        ax.plot(y, lw=0.5, alpha=0.4, color="tab:gray")
+        if len(y) >= smooth > 1:
+            ax.plot(
+                np.arange(smooth - 1, len(y)), np.convolve(y, np.ones(smooth) / smooth, "valid")
+            )
+        ax.set_xlabel("generator step")
+        ax.set_title(labels[key])
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_density_1d(
+    real: Any,
+    fake: Any | None = None,
+    critic: Any | None = None,
+    optimal: Any | None = None,
+    grid: Any | None = None,
+    title: str = "",
+    critic_label: str = "critic d(x)",
+    ax=None,
+    path: str | os.PathLike | None = None,
+):
+    """Histograms of 1-D real and generated samples; optionally a critic evaluated on ``grid``
+    (a callable or values) and a reference curve ``optimal`` (e.g. D* or the optimal f)."""
+    r = _np(real).reshape(-1)
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6, 3.5))
+    ax = ax if ax is not None else fig.add_subplot(111)
+    ax.hist(r, bins=100, density=True, alpha=0.4, color="tab:blue", label="data")
+    if fake is not None:
+        ax.hist(
+            _np(fake).reshape(-1),
+            bins=100,
+            density=True,
+            alpha=0.4,
+            color="tab:orange",
+            label="generated",
+        )
+    if critic is not None or optimal is not None:
+        g = _np(grid).reshape(-1) if grid is not None else np.linspace(r.min(), r.max(), 400)
+        twin = ax.twinx()
+        if critic is not None:
+            values = critic
+            if callable(critic):
+                with torch.no_grad():
+                    values = critic(torch.as_tensor(g, dtype=torch.float32).unsqueeze(-1))
+            twin.plot(g, _np(values).reshape(-1), color="tab:green", label=critic_label)
+        if optimal is not None:
+            twin.plot(g, _np(optimal).reshape(-1), "k--", lw=1, label="optimum")
+        twin.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_image_grid(
+    images: Any,
+    shape: tuple[int, int],
+    nrow: int | None = None,
+    title: str = "",
+    path: str | os.PathLike | None = None,
+):
+    """A grid of flattened grey-level images (values in [0, 1])."""
+    x = _np(images).reshape(-1, *shape)
+    n = len(x)
+    nrow = nrow or int(math.ceil(math.sqrt(n)))
+    ncol = int(math.ceil(n / nrow))
+    h, w = shape
+    canvas = np.full((ncol * (h + 1) + 1, nrow * (w + 1) + 1), 0.25)
+    for i, img in enumerate(x):
+        r, c = divmod(i, nrow)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = img
+    fig = plt.figure(figsize=(6, 6 * canvas.shape[0] / canvas.shape[1]))
+    ax = fig.add_subplot(111)
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title)
+    return _finish(fig, path)
