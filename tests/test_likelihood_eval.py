@@ -64,9 +64,9 @@ def test_importance_sampling_matches_closed_form_within_monte_carlo_error(tiny_c
 
         monkeypatch.setattr(lik, "MAX_CHUNK_ELEMENTS", 3 * 5)
     m = LinearGaussian(shift=0.3, widen=1.6)
-    x = _data(m, 20 if not tiny_chunks else 8)
+    x = _data(m, 20 if not tiny_chunks else 4)
     exact = m.evidence(x)
-    K = 2000 if not tiny_chunks else 600
+    K = 2000 if not tiny_chunks else 300
     ll = log_likelihood(
         m, x, num_samples=K, batch_size=16 if not tiny_chunks else 1, reduction="none"
     )
