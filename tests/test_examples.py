@@ -30,7 +30,7 @@ def test_coverage():
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_runs(example, tmp_path):
     script, *args = example.split()
-    env = dict(os.environ, MPLBACKEND="Agg")
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(EXAMPLES_DIR / script), *args]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (
