@@ -136,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     )
     set_seed(args.seed)
     start = time.perf_counter()
-    test_elbo, test_ll = elbo_and_log_likelihood(vae, dataset.test_x, args.num_is_samples)
+    test_elbo, test_ll = elbo_and_log_likelihood(
+        vae, dataset.test_x, args.num_is_samples, progress=not args.no_progress
+    )
     metrics = {
         "test_elbo": test_elbo,
         "test_log_likelihood": test_ll,

@@ -26,6 +26,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
+from tqdm.auto import tqdm
 
 #: Budget of floats for one chunk's decoder output (particles x examples x features).
 MAX_CHUNK_ELEMENTS = 2**23
@@ -93,7 +94,7 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _estimates(
-    model: Any, data: torch.Tensor, num_samples: int, batch_size: int
+    model: Any, data: torch.Tensor, num_samples: int, batch_size: int, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example (mean log-weight, log mean weight) over ``num_samples`` particles."""
     if num_samples < 1:
@@ -102,6 +103,7 @@ def _estimates(
     features = max(1, data[0].numel())
     particle_chunk = max(1, min(num_samples, MAX_CHUNK_ELEMENTS // (batch_size * features)))
     mean_log_w, log_mean_w = [], []
+    bar = tqdm(total=len(data), disable=not progress, desc="evaluate", unit="example")
     for start, size in _chunks(len(data), batch_size):
         x = data[start : start + size].to(device)
         running_lse = torch.full((size,), -math.inf, device=device)
@@ -112,6 +114,8 @@ def _estimates(
             running_sum += log_w.sum(0)
         mean_log_w.append((running_sum / num_samples).cpu())
         log_mean_w.append((running_lse - math.log(num_samples)).cpu())
+        bar.update(size)
+    bar.close()
     return torch.cat(mean_log_w), torch.cat(log_mean_w)
 
 
@@ -149,8 +153,13 @@ def log_likelihood(
 
 
 def elbo_and_log_likelihood(
-    model: Any, data: torch.Tensor, num_samples: int = 5000, batch_size: int = 100
+    model: Any,
+    data: torch.Tensor,
+    num_samples: int = 5000,
+    batch_size: int = 100,
+    progress: bool = False,
 ) -> tuple[float, float]:
-    """Both mean per-example estimates from one pass over the same K particles."""
-    mean_log_w, log_mean_w = _estimates(model, data, num_samples, batch_size)
+    """Both mean per-example estimates (ELBO, IS log-likelihood) from one pass over the same K
+    particles; ``progress`` shows a tqdm bar over examples."""
+    mean_log_w, log_mean_w = _estimates(model, data, num_samples, batch_size, progress)
     return float(mean_log_w.mean()), float(log_mean_w.mean())
