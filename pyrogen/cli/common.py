@@ -63,3 +63,62 @@ def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def add_long_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Checkpoint, resume, fault and precision flags shared by the training subcommands."""
+    group = parser.add_argument_group("long runs (checkpoints, resume, faults)")
+    group.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=500,
+        metavar="N",
+        help="write OUT/checkpoints/step-*.pt every N steps (and always at the end, on Ctrl-C"
+        " and on SIGTERM)",
+    )
+    group.add_argument(
+        "--keep-checkpoints", type=int, default=3, metavar="K", help="keep the newest K"
+    )
+    group.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="DIR",
+        help="continue the run in --out (or DIR) from its newest valid checkpoint, up to the"
+        " requested total --epochs/--steps",
+    )
+    group.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="skip batches with a NaN/Inf loss or gradient (counted) instead of stopping",
+    )
+    group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    group.add_argument(
+        "--tensorboard", action="store_true", help="log to OUT/tensorboard (needs tensorboard)"
+    )
+
+
+def resolve_out(args: argparse.Namespace, default: str) -> Path:
+    """The run directory: ``--out``, or the DIR of ``--resume DIR`` (which must agree)."""
+    resume_dir = args.resume if isinstance(args.resume, str) else None
+    if resume_dir and args.out and Path(resume_dir) != Path(args.out):
+        raise ValueError(
+            f"--resume {resume_dir} and --out {args.out} name different runs; give one of them."
+        )
+    return Path(resume_dir or args.out or default)
+
+
+def trainer_options(args: argparse.Namespace, out: Path, device: torch.device) -> dict[str, Any]:
+    """``Trainer`` keyword arguments from the long-run flags."""
+    if args.amp and device.type != "cuda":
+        raise ValueError(f"--amp needs a CUDA device, got --device {device}; drop --amp on CPU.")
+    return {
+        "checkpoint_dir": out / "checkpoints",
+        "checkpoint_every": args.checkpoint_every,
+        "keep_checkpoints": args.keep_checkpoints,
+        "resume": bool(args.resume),
+        "nonfinite": "skip" if args.skip_nonfinite else "raise",
+        "amp": args.amp,
+        "tensorboard": out / "tensorboard" if args.tensorboard else None,
+    }

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from pyrogen import plot
-from pyrogen.cli.common import add_common_arguments, resolve_device, save_state, write_json
+from pyrogen import distributed, plot
+from pyrogen.cli.common import (
+    add_common_arguments,
+    add_long_run_arguments,
+    resolve_device,
+    resolve_out,
+    save_state,
+    trainer_options,
+    write_json,
+)
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
 from pyrogen.infer import OBJECTIVES, get_objective
 from pyrogen.latent import interpolate, random_walk
 from pyrogen.likelihoods import LIKELIHOODS
 from pyrogen.models import VAE
-from pyrogen.train import SVIStep, Trainer, set_seed
+from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, set_seed
 
 HELP = "Train a variational auto-encoder and write samples, figures and test metrics."
 
@@ -55,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="importance samples K per test image for log p(x)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_long_run_arguments(parser)
 
 
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -92,28 +102,30 @@ def _write_figures(vae: VAE, dataset, history, out: Path, seed: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    out = Path(args.out or "runs/vae")
+    ctx, device = distributed.setup(resolve_device(args.device))
+    out = resolve_out(args, "runs/vae")
     binarize = args.binarize
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" else "none"
     get_objective(args.estimator, args.num_particles)  # fail on bad settings before loading data
+    options = trainer_options(args, out, device)
     dataset = load_dataset(args.data, binarize=binarize)
     set_seed(args.seed)
     vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
     vae.validate(dataset.train_x)
     vae.validate(dataset.test_x)
     vae.to(device)
-    out.mkdir(parents=True, exist_ok=True)
     config = {"command": "vae", **vars(args), "binarize": binarize, "out": str(out)}
     config.pop("run", None)
     config["model"] = vae.config()
-    write_json(out / "config.json", config)
-
-    print(
-        f"pyrogen vae: {dataset.name} ({len(dataset.train_x)} train / {len(dataset.test_x)}"
-        f" test, {dataset.dim} features, binarize={binarize}) on {device} -> {out}/"
-    )
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config)
+        print(
+            f"pyrogen vae: {dataset.name} ({len(dataset.train_x)} train / {len(dataset.test_x)}"
+            f" test, {dataset.dim} features, binarize={binarize}) on {device}"
+            f" x {ctx.world_size} process(es) -> {out}/"
+        )
     loss = get_objective(args.estimator, args.num_particles)
     step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
     trainer = Trainer(
@@ -123,12 +135,21 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         transform=dataset.train_transform,
         progress=not args.no_progress,
+        config=config,
+        **options,
     )
     start = time.perf_counter()
-    history = trainer.fit(dataset.train_x.to(device))
+    try:
+        history = trainer.fit(dataset.train_x.to(device))
+    except TrainingInterrupted as stop:
+        if ctx.is_main:
+            print(f"pyrogen vae: {stop}", file=sys.stderr)
+        return 130
     train_seconds = time.perf_counter() - start
+    if not ctx.is_main:  # rank 0 evaluates and writes the results
+        return 0
     save_state(out / "model.pt", vae.state_dict())
-    write_json(out / "history.json", {"loss": history.losses})
+    write_json(out / "history.json", {"loss": history.losses, "skipped": history.skipped})
 
     print(
         f"evaluating on {len(dataset.test_x)} test examples with K={args.num_is_samples}"
