@@ -15,6 +15,9 @@ EXAMPLES = [
     "score_vs_reparam.py --smoke-test",
     "advi_eight_schools.py --smoke-test",
     "advi_regression.py --smoke-test",
+    "wasserstein_example.py --smoke-test",
+    "optimal_discriminator.py --smoke-test",
+    "mode_collapse.py --smoke-test",
 ]
 
 
