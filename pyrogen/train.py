@@ -170,7 +170,12 @@ class SVIStep:
 
     def __call__(self, batch: Batch) -> dict[str, float]:
         with poutine.trace(param_only=True) as capture:
-            loss = self.svi.loss_and_grads(self.model, self.guide, batch)
+            try:
+                loss = float(self.svi.loss_and_grads(self.model, self.guide, batch))
+            except ValueError as err:  # a distribution validating NaN/Inf parameters
+                if "invalid values" not in str(err):
+                    raise
+                loss = err
         store = pyro.get_param_store()
         named = {
             store.param_name(s["value"].unconstrained()): s for s in capture.trace.nodes.values()
@@ -179,17 +184,23 @@ class SVIStep:
         try:
             for hook in self.gradient_hooks:
                 hook(params)
-            self._check_finite(float(loss), batch, params)
+            self._check_finite(loss, batch, params)
             self.optim(params)
         finally:
             zero_grads(params)
-        return {"loss": float(loss) * self.loss_scale}
+        return {"loss": loss * self.loss_scale}
 
-    def _check_finite(self, loss: float, batch: Batch, params: list[torch.Tensor]) -> None:
-        if not math.isfinite(loss):
-            sites = _nonfinite_sites(self.model, self.guide, batch)
+    def _check_finite(self, loss: float | Exception, batch: Batch, params: list) -> None:
+        if isinstance(loss, Exception) or not math.isfinite(loss):
+            with pyro.validation_enabled(False):
+                sites = _nonfinite_sites(self.model, self.guide, batch)
             where = ", ".join(sites) if sites else "no single site (re-run finite; check the loss)"
-            raise NonFiniteError(f"the loss is {loss}; non-finite: {where}.")
+            what = (
+                f"a distribution got invalid parameters ({str(loss).splitlines()[0][:200]})"
+                if isinstance(loss, Exception)
+                else f"the loss is {loss}"
+            )
+            raise NonFiniteError(f"{what}; non-finite: {where}.")
         store = pyro.get_param_store()
         bad = [
             store.param_name(p)

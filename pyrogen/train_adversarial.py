@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from pyrogen.infer.adversarial import AdversarialLoss, adversarial_loss
+from pyrogen.train import NonFiniteError
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,14 @@ def _make_optim(params, optim: str, lr: float, betas) -> torch.optim.Optimizer:
     if optim == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     raise ValueError(f"Unknown optimizer {optim!r}; expected 'adam' or 'rmsprop'.")
+
+
+def _check_finite(name: str, value: torch.Tensor) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(
+            f"The {name} is {float(value)}; no parameter was changed by this update (earlier"
+            " critic updates of the same step are kept)."
+        )
 
 
 class AdversarialStep:
@@ -170,6 +179,7 @@ class AdversarialStep:
         """One critic update on the real batch ``real`` against ``len(real)`` generated examples."""
         self.critic_optim.zero_grad(set_to_none=True)
         terms = self.loss.critic_terms(self.generator.model, None, len(real), real=real)
+        _check_finite("critic loss", terms["critic_loss"])
         terms["critic_loss"].backward()
         self.critic_optim.step()
         self.loss.after_critic_step()
@@ -183,6 +193,7 @@ class AdversarialStep:
         try:
             self.generator_optim.zero_grad(set_to_none=True)
             loss = self.loss.generator_loss(self.generator.model, None, n)
+            _check_finite("generator loss", loss)
             loss.backward()
             self.generator_optim.step()
         finally:
@@ -205,12 +216,26 @@ class AdversarialStep:
         self.num_steps += 1
         record = {"loss": loss, **record}
         bad = [k for k, v in record.items() if not math.isfinite(v)]
-        if bad:
+        if bad:  # diagnostics (w1, penalty) only: the losses were checked before each update
             raise FloatingPointError(
                 f"Adversarial training diverged at step {self.num_steps}: {bad} not finite"
                 f" ({record}). Lower the learning rates or use loss='wgan-gp'."
             )
         return record
+
+    def validate(self, batch: torch.Tensor) -> None:
+        """Raise a ``ValueError`` when real ``batch`` cannot be compared with generated data: not
+        ``(n, data_dim)`` or NaN/inf (the :class:`~pyrogen.train.Trainer` calls this on the first
+        batch)."""
+        dim = getattr(self.generator, "data_dim", None)
+        if batch.dim() != 2 or (dim is not None and batch.shape[1] != dim):
+            raise ValueError(
+                f"Real data must have shape (n, {dim}) like the generator's output, got"
+                f" {tuple(batch.shape)}; flatten the examples or build the generator with"
+                f" data_dim={batch.shape[-1]}."
+            )
+        if not torch.isfinite(batch).all():
+            raise ValueError("The real data contain NaN or infinite values; clean them first.")
 
     def state_dict(self) -> dict[str, Any]:
         """Generator, critic and both optimizers' states (loadable with

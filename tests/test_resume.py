@@ -101,7 +101,8 @@ TINY = ["--hidden", "8", "--latent-dim", "2", "--num-is-samples", "2", "--no-pro
 def test_cli_resume_gives_the_same_model_file(tmp_path):
     straight, parts = tmp_path / "straight", tmp_path / "parts"
     assert main(["vae", "--out", str(straight), "--epochs", "2", *TINY]) == 0
-    assert main(["vae", "--out", str(parts), "--epochs", "1", "--checkpoint-every", "5", *TINY]) == 0
+    first = ["--epochs", "1", "--checkpoint-every", "5"]
+    assert main(["vae", "--out", str(parts), *first, *TINY]) == 0
     assert (parts / "checkpoints" / "history.csv").is_file()
     assert main(["vae", "--out", str(parts), "--epochs", "2", "--resume", *TINY]) == 0
     assert (straight / "model.pt").read_bytes() == (parts / "model.pt").read_bytes()
