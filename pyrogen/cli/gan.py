@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -16,14 +17,22 @@ import numpy as np
 import torch
 
 from pyrogen import plot_adversarial as plot
-from pyrogen.cli.common import add_common_arguments, resolve_device, save_state, write_json
+from pyrogen.cli.common import (
+    add_common_arguments,
+    add_long_run_arguments,
+    resolve_device,
+    resolve_out,
+    save_state,
+    trainer_options,
+    write_json,
+)
 from pyrogen.data import load_dataset
 from pyrogen.data.dataset import Dataset
 from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
 from pyrogen.infer.adversarial import LOSSES
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import Trainer, set_seed
+from pyrogen.train import Trainer, TrainingInterrupted, set_seed
 from pyrogen.train_adversarial import AdversarialStep
 
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
@@ -59,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-samples", type=int, default=10_000, help="rows of samples.npy")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_long_run_arguments(parser)
 
 
 def _load(data: str) -> Dataset:
@@ -111,7 +121,7 @@ def _metrics(dataset: Dataset, samples: torch.Tensor, seed: int) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    out = Path(args.out or "runs/gan")
+    out = resolve_out(args, "runs/gan")
     for name in ("steps", "batch_size", "num_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
@@ -154,9 +164,15 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         progress=not args.no_progress,
+        config=config,
+        **trainer_options(args, out, device),
     )
     start = time.perf_counter()
-    history = trainer.fit(dataset.train_x.to(device))
+    try:
+        history = trainer.fit(dataset.train_x.to(device))
+    except TrainingInterrupted as stop:
+        print(f"pyrogen gan: {stop}", file=sys.stderr)
+        return 130
     train_seconds = time.perf_counter() - start
     save_state(out / "model.pt", {**step.state_dict(), "config": model_config})
     write_json(out / "history.json", {k: history.column(k) for k in history.records[0]})
