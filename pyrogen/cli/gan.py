@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyrogen import distributed
 from pyrogen import plot_adversarial as plot
 from pyrogen.cli.common import (
     add_common_arguments,
@@ -120,7 +121,7 @@ def _metrics(dataset: Dataset, samples: torch.Tensor, seed: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+    ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/gan")
     for name in ("steps", "batch_size", "num_samples"):
         if getattr(args, name) < 1:
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     step = AdversarialStep(
         gen, critic, args.loss, critic_steps=args.critic_steps, lr=args.lr, critic_lr=args.critic_lr
     )
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     model_config = {
         "latent_dim": latent_dim,
         "data_dim": dataset.dim,
@@ -152,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     }
     config = {"command": "gan", **vars(args), "out": str(out), "model": model_config}
     config.pop("run", None)
-    write_json(out / "config.json", config)
+    if ctx.is_main:
+        write_json(out / "config.json", config)
     print(
         f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
         f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on {device}"
@@ -174,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"pyrogen gan: {stop}", file=sys.stderr)
         return 130
     train_seconds = time.perf_counter() - start
+    if not ctx.is_main:  # rank 0 evaluates and writes the results
+        return 0
     save_state(out / "model.pt", {**step.state_dict(), "config": model_config})
     write_json(out / "history.json", {k: history.column(k) for k in history.records[0]})
 
