@@ -75,8 +75,8 @@ def _make_optim(params, optim: str, lr: float, betas) -> torch.optim.Optimizer:
 def _check_finite(name: str, value: torch.Tensor) -> None:
     if not torch.isfinite(value).all():
         raise NonFiniteError(
-            f"The {name} is {float(value)}; no parameter was changed by this update (earlier"
-            " critic updates of the same step are kept)."
+            f"The {name} is {float(value.detach())}; no parameter was changed by this update"
+            " (earlier critic updates of the same step are kept)."
         )
 
 

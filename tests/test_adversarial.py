@@ -22,7 +22,7 @@ from pyrogen.infer import (
 )
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import Trainer
+from pyrogen.train import NonFiniteError, Trainer
 from pyrogen.train_adversarial import PRESETS, AdversarialStep
 
 
@@ -346,3 +346,23 @@ def test_adversarial_step_on_cuda():
     assert gradient_penalty(critic, real, real + 1).is_cuda
     traced = poutine.trace(gen.model).get_trace(3)
     assert traced.nodes["x"]["value"].is_cuda
+
+
+def test_nonfinite_loss_raises_before_update_and_can_be_skipped():
+    class NaNCritic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return self.w * x[:, 0] * float("nan")
+
+    gen, critic = Generator(2, 2, hidden=(4,)), NaNCritic()
+    step = AdversarialStep(gen, critic, "hinge")
+    with pytest.raises(NonFiniteError, match="critic loss is nan"):
+        step(torch.randn(4, 2), torch.randn(4, 2))
+    assert torch.equal(critic.w.detach(), torch.ones(1))  # no update was applied
+    history = Trainer(step, batch_size=4, steps=3, progress=False, nonfinite="skip").fit(
+        torch.randn(16, 2)
+    )
+    assert history.skipped == 3 and len(history) == 0
