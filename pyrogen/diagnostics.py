@@ -23,7 +23,6 @@ References
 from __future__ import annotations
 
 import math
-import statistics
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -57,20 +56,28 @@ class ELBOConvergence:
     r"""Stan's relative-tolerance rule for stopping ELBO maximisation.
 
     Every ``eval_elbo`` steps the −ELBO is estimated by the mean of the losses of the last
-    ``eval_elbo`` steps, :math:`\bar L_k`, and the relative change
+    ``eval_elbo`` steps, :math:`\bar L_k`, and the relative change *with respect to the current
+    value*
 
     .. math::
 
-        \delta_k = \left| \frac{\bar L_k - \bar L_{k-1}}{\bar L_{k-1}} \right|
+        \delta_k = \left| \frac{\bar L_{k-1} - \bar L_k}{\bar L_k} \right|,
+        \qquad \bar L_0 = 0 \;(\text{so } \delta_1 = 1),
 
     is pushed into a circular buffer of the last :math:`\max(0.1\, \text{num\_steps} /
     \text{eval\_elbo}, 2)` changes. The fit has converged when the mean *or* the median of the
     buffer is below ``tol_rel_obj`` (the mean catches smooth convergence, the median is robust to
-    a noisy estimate).
+    a noisy estimate). As in Stan's ``advi::stochastic_gradient_ascent``, the median of an
+    even-sized buffer is its upper middle element, and the first check records :math:`\delta_1 = 1`
+    (Stan starts from an ELBO of 0), so at least two genuine changes are needed to stop.
 
     :param tol_rel_obj: relative tolerance (Stan's default 0.01).
     :param eval_elbo: steps per check (Stan's default 100).
     :param num_steps: the step budget, which sets the buffer length as in Stan.
+
+    :ivar rel_changes: :math:`\delta_k` of every check so far.
+    :ivar mean: mean of the buffer at the last check (``inf`` before the first).
+    :ivar median: Stan's median of the buffer at the last check (``inf`` before the first).
 
     .. note::
         Stan estimates the ELBO at each check with 100 fresh draws; averaging the losses the
@@ -79,8 +86,10 @@ class ELBOConvergence:
     Example::
 
         >>> rule = ELBOConvergence(0.01, eval_elbo=2, num_steps=100)
-        >>> [rule.update(x) for x in [10.0, 10.0, 5.0, 5.0, 4.99, 4.99, 4.98, 4.98]]
-        [False, False, False, False, False, False, False, True]
+        >>> [rule.update(x) for x in [10.0, 10.0, 5.0, 5.0, 4.99, 4.99, 4.98, 4.98, 4.98, 4.98]]
+        [False, False, False, False, False, False, False, False, False, True]
+        >>> [round(d, 4) for d in rule.rel_changes]
+        [1.0, 1.0, 0.002, 0.002, 0.0]
     """
 
     def __init__(self, tol_rel_obj: float = 0.01, eval_elbo: int = 100, num_steps: int = 10000):
@@ -92,8 +101,10 @@ class ELBOConvergence:
         self.eval_elbo = eval_elbo
         self.buffer: deque[float] = deque(maxlen=max(int(0.1 * num_steps / eval_elbo), 2))
         self.rel_changes: list[float] = []
+        self.mean = math.inf
+        self.median = math.inf
         self._window: list[float] = []
-        self._previous: float | None = None
+        self._previous = 0.0
 
     def update(self, loss: float) -> bool:
         """Record one step's loss; return ``True`` once the rule is satisfied."""
@@ -103,13 +114,12 @@ class ELBOConvergence:
         current = sum(self._window) / len(self._window)
         self._window = []
         previous, self._previous = self._previous, current
-        if previous is None:
-            return False
-        rel = abs((current - previous) / previous) if previous != 0 else math.inf
+        rel = abs((previous - current) / current) if current != 0 else math.inf
         self.rel_changes.append(rel)
         self.buffer.append(rel)
-        mean = sum(self.buffer) / len(self.buffer)
-        return mean < self.tol_rel_obj or statistics.median(self.buffer) < self.tol_rel_obj
+        self.mean = sum(self.buffer) / len(self.buffer)
+        self.median = sorted(self.buffer)[len(self.buffer) // 2]  # Stan: nth_element(n / 2)
+        return self.mean < self.tol_rel_obj or self.median < self.tol_rel_obj
 
 
 def khat_reading(khat: float) -> str:
@@ -262,7 +272,7 @@ def psis_khat(result: ADVIResult, *args: Any, num_samples: int = 1000, **kwargs:
         return -math.inf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # psislw warns for k-hat > 0.7; we report it instead
-        _, khat = az.psislw(lw.numpy())
+        _, khat = az.psislw(lw.cpu().numpy())
     return float(khat)
 
 

@@ -159,6 +159,7 @@ class ADVIResult:
     tol_rel_obj: float | None = 0.01
     elapsed: float = 0.0
     _param_state: dict = field(default_factory=dict, repr=False)
+    _buffer_len: int = field(default=2, repr=False)
 
     @contextmanager
     def param_scope(self) -> Iterator[dict]:
@@ -250,8 +251,10 @@ class ADVIResult:
         if self.tol_rel_obj is None:
             status = "convergence not checked (tol_rel_obj=None)"
         elif self.converged:
-            status = f"converged (relative ELBO change {self.rel_changes[-1]:.2g} "
-            status += f"< tol_rel_obj={self.tol_rel_obj})"
+            buffer = self.rel_changes[-self._buffer_len :]
+            mean, median = sum(buffer) / len(buffer), sorted(buffer)[len(buffer) // 2]
+            status = f"converged (relative ELBO change: mean {mean:.2g}, median {median:.2g}; "
+            status += f"one of them < tol_rel_obj={self.tol_rel_obj})"
         else:
             status = "NOT converged: increase num_steps, or the learning rate, then check losses"
         khat = psis_khat(self, num_samples=num_samples)
@@ -267,7 +270,8 @@ class ADVIResult:
         lines.append(header)
         for name, draws in self.sample_posterior(num_samples).items():
             flat = draws.reshape(num_samples, -1).double()
-            q = torch.quantile(flat, torch.tensor([lo, 0.5, hi], dtype=flat.dtype), dim=0)
+            probs = torch.tensor([lo, 0.5, hi], dtype=flat.dtype, device=flat.device)
+            q = torch.quantile(flat, probs, dim=0)
             for j in range(flat.shape[1]):
                 index = tuple(torch.unravel_index(torch.tensor(j), draws.shape[1:]))
                 label = name + (f"[{','.join(str(int(i)) for i in index)}]" if index else "")
@@ -336,8 +340,8 @@ def fit(
         raise ValueError(f"Expected tol_rel_obj > 0 (or None to disable), got {tol_rel_obj}.")
     if not lr > 0:
         raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
-    if num_particles < 1:
-        raise ValueError(f"Expected num_particles >= 1, got {num_particles}.")
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+        raise ValueError(f"Expected num_particles to be an int >= 1, got {num_particles!r}.")
     if seed is not None:
         pyro.set_rng_seed(seed)
 
@@ -380,7 +384,10 @@ def fit(
     elapsed = time.perf_counter() - start
 
     if rule is not None and not converged:
-        last = f"{rule.rel_changes[-1]:.3g}" if rule.rel_changes else "never checked"
+        if rule.rel_changes:
+            last = f"mean {rule.mean:.3g}, median {rule.median:.3g} over the last checks"
+        else:
+            last = f"never checked: num_steps < eval_elbo={eval_elbo}"
         warnings.warn(
             f"ADVI did not converge in {num_steps} steps: the relative ELBO change ({last}) "
             f"is still above tol_rel_obj={tol_rel_obj}. Increase num_steps or the learning "
@@ -400,4 +407,5 @@ def fit(
         tol_rel_obj=tol_rel_obj,
         elapsed=elapsed,
         _param_state=param_state,
+        _buffer_len=rule.buffer.maxlen if rule is not None else 2,
     )

@@ -282,7 +282,14 @@ def test_unknown_method_is_a_clear_error():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"num_steps": 0}, "num_steps"), ({"tol_rel_obj": 0.0}, "tol_rel_obj"), ({"lr": -1}, "lr")],
+    [
+        ({"num_steps": 0}, "num_steps"),
+        ({"tol_rel_obj": 0.0}, "tol_rel_obj"),
+        ({"lr": -1}, "lr"),
+        ({"num_particles": 0}, "num_particles"),
+        ({"num_particles": 2.5}, "num_particles"),
+        ({"eval_elbo": 0}, "eval_elbo"),
+    ],
 )
 def test_bad_settings_are_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
