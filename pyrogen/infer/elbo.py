@@ -131,7 +131,8 @@ class ELBO(_PyroELBO):
         (leave-one-out average of the other particles' costs [4]; needs ``num_particles >= 2``).
     :param float baseline_beta: decay of the ``"decaying_avg"`` baseline, in ``[0, 1)``.
     :param baseline_net: module mapping the guide's first argument to the baseline (for
-        ``"neural"``); its output is broadcast to each site's batch shape.
+        ``"neural"``); it is fed in its own dtype and its output is broadcast to each
+        site's batch shape.
     :param max_plate_nesting: as in :class:`~pyro.infer.ELBO`.
     :param bool vectorize_particles: as in :class:`~pyro.infer.ELBO` (``"loo"`` always
         vectorizes).
@@ -224,9 +225,15 @@ class ELBO(_PyroELBO):
                     "baseline network; expected a tensor, but got "
                     f"{type(args[0]).__name__ if args else 'no arguments'}"
                 )
-            inputs = args[0].float()
+            inputs = args[0]
+            if not inputs.is_floating_point():
+                inputs = inputs.to(torch.get_default_dtype())
             if self.baseline_net is None:
-                self.baseline_net = _BaselineNet(inputs.shape[-1]).to(inputs.device)
+                net = _BaselineNet(inputs.shape[-1])
+                self.baseline_net = net.to(device=inputs.device, dtype=inputs.dtype)
+            weight = next(self.baseline_net.parameters(), None)
+            if weight is not None:  # feed the network in its own dtype (e.g. float32 net, f64 x)
+                inputs = inputs.to(dtype=weight.dtype)
             pyro.module("elbo_nn_baseline", self.baseline_net)
             options = {"nn_baseline": self.baseline_net, "nn_baseline_input": inputs}
             return score_function(guide, baseline=options)(*args, **kwargs)

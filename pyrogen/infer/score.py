@@ -91,7 +91,17 @@ class _NonReparameterized(TorchDistribution):
 
 def _expanded_call(net: Callable, shape: torch.Size, inputs: torch.Tensor) -> torch.Tensor:
     out = net(inputs)
-    return out.expand(shape) if out.shape != shape else out
+    if out.dim() > len(shape) and out.shape[-1] == 1:  # e.g. Linear(..., 1): (batch, 1)
+        out = out.squeeze(-1)
+    if out.shape == shape:
+        return out
+    try:
+        return out.expand(shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"The neural baseline returned shape {tuple(out.shape)}, which does not broadcast to "
+            f"the site's batch shape {tuple(shape)}; return one value per batch element."
+        ) from err
 
 
 class ScoreFunctionMessenger(Messenger):
@@ -106,7 +116,8 @@ class ScoreFunctionMessenger(Messenger):
     ``baseline`` is a dict of Pyro baseline options set as ``infer["baseline"]`` on each site
     that has none; it is only read by :class:`~pyro.infer.TraceGraph_ELBO` [3]. Recognised keys:
     ``use_decaying_avg_baseline``, ``baseline_beta``, ``nn_baseline``, ``nn_baseline_input``,
-    ``baseline_value``. An ``nn_baseline`` output is broadcast to the site's batch shape, and a
+    ``baseline_value``. An ``nn_baseline`` output is broadcast to the site's batch shape (a
+    trailing dimension of size 1, as from ``Linear(..., 1)``, is dropped), and a
     decaying-average baseline whose stored shape no longer matches the site (e.g. a smaller last
     mini-batch) is restarted from its mean.
 

@@ -211,6 +211,15 @@ def test_path_derivative_estimator_closed_form(loss):
     _check(_draws(loss), _closed_form_variance("path"))
 
 
+@pytest.mark.parametrize(
+    "estimator, kind", [("standard", "reparam"), ("stl", "path"), ("dreg", "path")]
+)
+def test_iwae_with_one_particle_closed_form(estimator, kind):
+    """With K = 1 the normalized weight is 1: IWAE is the ELBO, its standard gradient the
+    reparameterized one, and STL / DReG (weight and squared weight 1) the path derivative."""
+    _check(_draws(IWAE(num_particles=1, estimator=estimator)), _closed_form_variance(kind))
+
+
 def test_auto_reparameterizes_a_normal_guide():
     _check(_draws(ELBO(estimator="auto")), _closed_form_variance("reparam"))
 

@@ -85,8 +85,9 @@ def _seed():
         IWAE(num_particles=7),
         IWAE(num_particles=7, estimator="stl"),
         IWAE(num_particles=7, estimator="dreg"),
+        ELBO(estimator="score", baseline="loo", num_particles=3),
     ],
-    ids=["reparam", "score", "stl", "iwae1", "iwae7", "iwae7-stl", "iwae7-dreg"],
+    ids=["reparam", "score", "stl", "iwae1", "iwae7", "iwae7-stl", "iwae7-dreg", "score-loo"],
 )
 def test_bound_equals_log_evidence_at_the_posterior(loss):
     assert -loss.loss(model, guide, ALL) == pytest.approx(LOG_PX.sum().item(), abs=1e-4)
@@ -118,6 +119,27 @@ def test_path_derivative_gradients_have_zero_variance_at_the_posterior(loss):
         assert standard[name].variance.min() > 1e-3, name
     # model parameter b still has a noisy (nonzero) gradient
     assert stats["b"].variance.max() > 1e-3
+
+
+def test_leave_one_out_gradient_is_scaled_by_the_subsampling_factor():
+    """At the posterior every particle's cost log p(x_i, z) - log q(z) equals log p(x_i): the
+    leave-one-out baseline cancels it, so the guide gradient is exactly zero. The model
+    parameter gets -(N / B) mean_k sum_{i in batch} (x_i - z_ki W - b) / s^2 (z_ki ~ q, Gaussian),
+    of mean -(N / B) sum_i (x_i - mu_i W - b) / s^2 and variance
+    (N / B)^2 B diag(W^T Sigma W) / (s^4 K); a subsampling scale missing from the surrogate would
+    be off by N / B = 3.
+    """
+    idx, k, n = torch.tensor([1, 4]), 4, 400
+    loss = ELBO(estimator="score", baseline="loo", num_particles=k)
+    stats = gradient_variance(loss, model, guide, idx, num_samples=n)
+    for name in ("loc", "scale"):
+        assert stats[name].mean.abs().max() < 1e-4 and stats[name].variance.max() < 1e-9, name
+    scale = N / len(idx)
+    resid = (X[idx] - POST_LOC[idx] @ W - B).sum(0)
+    mean = -scale * resid / S**2  # gradient of the loss, -ELBO
+    variance = scale**2 * len(idx) * (POST_VAR[:, None] * W**2).sum(0) / (S**4 * k)
+    assert torch.allclose(stats["b"].variance.float(), variance, rtol=4 * (2 / n) ** 0.5)
+    assert ((stats["b"].mean.float() - mean).abs() < 4 * (variance / n).sqrt()).all()
 
 
 def test_elbo_optimum_is_the_exact_posterior():

@@ -161,3 +161,26 @@ def test_baselines_run_with_varying_batch_size_and_particles(baseline, num_parti
     if baseline == "neural":
         names = set(pyro.get_param_store().keys())
         assert any(n.startswith("elbo_nn_baseline") for n in names), names
+
+
+@pytest.mark.parametrize("net_dtype", [None, torch.float32, torch.float64])
+def test_neural_baseline_runs_in_float64(net_dtype):
+    """Float64 data with the default network (built in the data's dtype) or a user network of
+    either dtype (fed in its own dtype)."""
+    x = torch.randn(5, 2, dtype=torch.float64)
+
+    def dmodel(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2, dtype=x.dtype), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def dguide(x):
+        loc = pyro.param("loc_d", torch.zeros(2, dtype=x.dtype))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(loc + x, 1.0).to_event(1))
+
+    net = None if net_dtype is None else torch.nn.Linear(2, 1).to(net_dtype)
+    loss = ELBO(estimator="score", baseline="neural", baseline_net=net, num_particles=2)
+    svi = SVI(dmodel, dguide, Adam({"lr": 0.01}), loss)
+    assert torch.isfinite(torch.tensor(svi.step(x)))
+    assert next(loss.baseline_net.parameters()).dtype == (net_dtype or torch.float64)
