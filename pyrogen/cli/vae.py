@@ -155,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
         f"evaluating on {len(dataset.test_x)} test examples with K={args.num_is_samples}"
         " importance samples ..."
     )
+    if len(dataset.test_x) * args.num_is_samples * dataset.dim > 1e10:
+        print(
+            "  (a large evaluation: minutes on a CPU; --num-is-samples 500 gives a ~10x faster,"
+            " slightly looser estimate)"
+        )
     set_seed(args.seed)
     start = time.perf_counter()
     test_elbo, test_ll = elbo_and_log_likelihood(
