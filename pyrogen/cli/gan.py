@@ -52,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=None, help="generator lr (default: paper's)")
-    parser.add_argument("--critic-lr", type=float, default=None, help="critic lr (default: --lr)")
+    parser.add_argument(
+        "--critic-lr",
+        type=float,
+        default=None,
+        help="critic lr (default: --lr); a faster critic, e.g. 1e-3, keeps wgan-gp from"
+        " following a wrongly initialised critic on toy data (see docs/gan.md)",
+    )
     parser.add_argument(
         "--pack",
         type=int,
