@@ -23,13 +23,12 @@ from pyrogen.cli.common import (
     add_long_run_arguments,
     resolve_device,
     resolve_out,
-    save_state,
     trainer_options,
-    write_json,
 )
 from pyrogen.data import load_dataset
 from pyrogen.data.dataset import Dataset
 from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
+from pyrogen.files import save_state, write_json
 from pyrogen.infer.adversarial import LOSSES
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic

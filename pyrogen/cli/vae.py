@@ -15,12 +15,11 @@ from pyrogen.cli.common import (
     add_long_run_arguments,
     resolve_device,
     resolve_out,
-    save_state,
     trainer_options,
-    write_json,
 )
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
+from pyrogen.files import save_state, write_json
 from pyrogen.infer import OBJECTIVES, get_objective
 from pyrogen.latent import interpolate, random_walk
 from pyrogen.likelihoods import LIKELIHOODS
