@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh}
+from pyrogen.nn.mlp import MLP
 
 
 def adversarial_mlp(
@@ -26,20 +26,9 @@ def adversarial_mlp(
     out_features: int,
     activation: str = "relu",
 ) -> nn.Sequential:
-    """``Linear → act → … → Linear`` with ``len(hidden)`` hidden layers and a linear output."""
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"Unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}."
-        )
-    sizes = [in_features, *hidden, out_features]
-    if any(int(s) < 1 for s in sizes):
-        raise ValueError(f"Layer sizes must be positive integers, got {sizes}.")
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(_ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
+    """``Linear → act → … → Linear`` with ``len(hidden)`` hidden layers and a linear output
+    (:class:`pyrogen.nn.MLP`)."""
+    return MLP(in_features, hidden, out_features, activation)
 
 
 def _one_hot(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:

@@ -10,19 +10,32 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh}
+
 
 class MLP(nn.Sequential):
-    """``Linear → ReLU → … → Linear``: ``len(hidden)`` hidden layers, linear output."""
+    """``Linear → act → … → Linear``: ``len(hidden)`` hidden layers (ReLU by default), linear
+    output."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        out_features: int,
+        activation: str = "relu",
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}."
+            )
         sizes = [in_features, *hidden, out_features]
-        if any(s < 1 for s in sizes):
-            raise ValueError(f"Layer sizes must be positive, got {sizes}.")
+        if any(int(s) < 1 for s in sizes):
+            raise ValueError(f"Layer sizes must be positive integers, got {sizes}.")
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(ACTIVATIONS[activation]())
         super().__init__(*layers)
 
 
