@@ -68,28 +68,23 @@ def reconstructions(
     image_grid(torch.cat(rows), shape, path, ncol, "originals (odd rows) / reconstructions")
 
 
+def frame_rows(
+    frames: torch.Tensor, shape: Sequence[int], path: str | os.PathLike, title: str
+) -> None:
+    """Sequences of images, ``frames`` shaped (rows, steps, H*W): one sequence per row."""
+    rows, steps = frames.shape[:2]
+    image_grid(frames.reshape(rows * steps, -1), shape, path, steps, title)
+
+
 def interpolation(frames: torch.Tensor, shape: Sequence[int], path: str | os.PathLike) -> None:
     """Rows of decoded latent interpolations, frames shaped (rows, steps, H*W)."""
-    rows, steps = frames.shape[:2]
-    image_grid(
-        frames.reshape(rows * steps, -1),
-        shape,
-        path,
-        steps,
-        "latent interpolation: each row goes from one test image's code to another's",
-    )
+    title = "latent interpolation: each row goes from one test image's code to another's"
+    frame_rows(frames, shape, path, title)
 
 
 def random_walk(frames: torch.Tensor, shape: Sequence[int], path: str | os.PathLike) -> None:
     """Decoded frames of latent random walks, (walks, steps, H*W): one walk per row."""
-    walks, steps = frames.shape[:2]
-    image_grid(
-        frames.reshape(walks * steps, -1),
-        shape,
-        path,
-        steps,
-        "random walks in latent space (one per row, left to right)",
-    )
+    frame_rows(frames, shape, path, "random walks in latent space (one per row, left to right)")
 
 
 def latent_scatter(
