@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"pyrogen vae: {dataset.name} ({len(dataset.train_x)} train / {len(dataset.test_x)}"
             f" test, {dataset.dim} features, binarize={binarize}) on {device}"
-            f" x {ctx.world_size} process(es) -> {out}/"
+            + (f" x {ctx.world_size} processes" if ctx.world_size > 1 else "")
+            + f" -> {out}/"
         )
     loss = get_objective(args.estimator, args.num_particles)
     step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
