@@ -27,10 +27,13 @@ References:
      A. Courville (2017).
   4. Unsupervised Representation Learning with Deep Convolutional GANs, A. Radford, L. Metz,
      S. Chintala (2016).
+  5. The Unusual Effectiveness of Averaging in GAN Training, Y. Yazıcı, C.-S. Foo, S. Winkler,
+     K.-H. Yap, G. Piliouras, V. Chandrasekhar (2019).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +99,14 @@ class AdversarialStep:
     :param generator_optim: a ``torch.optim`` optimizer of the generator (overrides the preset).
     :param critic_optim: a ``torch.optim`` optimizer of the critic (overrides the preset).
     :param site: the generator's output site (default: ``generator.site`` or ``"x"``).
+    :param lr_decay: fraction of the final generator steps over which both learning rates
+        decay linearly to 0 (0 = constant rates; needs ``total_steps``). Late-training decay
+        lets the generator settle on the modes instead of oscillating around them.
+    :param total_steps: the number of generator steps of the run (for ``lr_decay``).
+    :param ema: decay β of an exponential moving average of the generator's weights
+        (Yazıcı et al. [5]): after every generator update ``θ_ema ← β θ_ema + (1 − β) θ``.
+        The average is the module :attr:`ema_generator` (a copy of ``generator`` made at
+        construction; buffers are copied); sample from :attr:`sampler`. ``None`` = no average.
     :param loss_kwargs: ``clip=`` (wgan) or ``penalty=`` (wgan-gp), overriding the preset.
 
     Each call takes ``batches_per_step = critic_steps + 1`` real batches: one per critic update,
@@ -117,6 +128,9 @@ class AdversarialStep:
         generator_optim: torch.optim.Optimizer | None = None,
         critic_optim: torch.optim.Optimizer | None = None,
         site: str | None = None,
+        lr_decay: float = 0.0,
+        total_steps: int | None = None,
+        ema: float | None = None,
         **loss_kwargs: float,
     ) -> None:
         if not isinstance(generator, nn.Module) or not callable(getattr(generator, "model", None)):
@@ -163,7 +177,57 @@ class AdversarialStep:
         self.critic_optim = critic_optim or _make_optim(
             critic.parameters(), preset.optim, critic_lr, betas
         )
+        if not 0.0 <= lr_decay <= 1.0:
+            raise ValueError(f"Expected 0 <= lr_decay <= 1, got {lr_decay}.")
+        if lr_decay > 0 and (total_steps is None or total_steps < 1):
+            raise ValueError(f"lr_decay={lr_decay} needs total_steps >= 1, got {total_steps}.")
+        if ema is not None and not 0.0 <= ema < 1.0:
+            raise ValueError(f"Expected an EMA decay 0 <= ema < 1 (or None), got {ema}.")
+        self.lr_decay, self.total_steps, self.ema = float(lr_decay), total_steps, ema
+        self._base_lrs = [
+            [group["lr"] for group in opt.param_groups]
+            for opt in (self.generator_optim, self.critic_optim)
+        ]
+        self.ema_generator: nn.Module | None = None
+        if ema is not None:
+            self.ema_generator = copy.deepcopy(generator)
+            self.ema_generator.requires_grad_(False)
         self.num_steps = 0
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample from: :attr:`ema_generator` if ``ema`` is set, else
+        ``generator``."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the base learning rates at (0-based) generator step ``step``: 1, then
+        linear to 0 over the last ``lr_decay`` fraction of ``total_steps``."""
+        if self.lr_decay <= 0 or self.total_steps is None:
+            return 1.0
+        start = self.total_steps * (1.0 - self.lr_decay)
+        if step < start:
+            return 1.0
+        return max(0.0, (self.total_steps - step) / (self.total_steps - start))
+
+    def _set_lrs(self) -> None:
+        factor = self.lr_factor(self.num_steps)
+        for opt, bases in zip(
+            (self.generator_optim, self.critic_optim), self._base_lrs, strict=True
+        ):
+            for group, base in zip(opt.param_groups, bases, strict=True):
+                group["lr"] = base * factor
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_generator is None:
+            return
+        for avg, p in zip(
+            self.ema_generator.parameters(), self.generator.parameters(), strict=True
+        ):
+            avg.lerp_(p.detach(), 1.0 - self.ema)
+        for avg, b in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
+            avg.copy_(b)
 
     @property
     def batches_per_step(self) -> int:
@@ -208,11 +272,13 @@ class AdversarialStep:
                 f" {self.batches_per_step} real batches per call, got {len(batches)}."
             )
         device = self._device()
+        self._set_lrs()
         self.generator.train()
         self.critic.train()
         for batch in batches[:-1]:
             record = self.critic_update(batch.to(device))
         loss = self.generator_update(len(batches[-1]))
+        self._update_ema()
         self.num_steps += 1
         record = {"loss": loss, **record}
         bad = [k for k, v in record.items() if not math.isfinite(v)]
@@ -238,15 +304,18 @@ class AdversarialStep:
             raise ValueError("The real data contain NaN or infinite values; clean them first.")
 
     def state_dict(self) -> dict[str, Any]:
-        """Generator, critic and both optimizers' states (loadable with
-        ``torch.load(weights_only=True)``)."""
-        return {
+        """Generator, critic, both optimizers' states and the generator's moving average
+        (``generator_ema``, if ``ema`` is set), loadable with ``torch.load(weights_only=True)``."""
+        state = {
             "generator": self.generator.state_dict(),
             "critic": self.critic.state_dict(),
             "generator_optim": self.generator_optim.state_dict(),
             "critic_optim": self.critic_optim.state_dict(),
             "num_steps": self.num_steps,
         }
+        if self.ema_generator is not None:
+            state["generator_ema"] = self.ema_generator.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
@@ -254,3 +323,10 @@ class AdversarialStep:
         self.generator_optim.load_state_dict(state["generator_optim"])
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.num_steps = int(state.get("num_steps", 0))
+        if self.ema_generator is not None:
+            if "generator_ema" not in state:
+                raise ValueError(
+                    "This AdversarialStep keeps a generator EMA (ema is set) but the state has"
+                    " no 'generator_ema'; it was saved without ema."
+                )
+            self.ema_generator.load_state_dict(state["generator_ema"])

@@ -366,3 +366,48 @@ def test_nonfinite_loss_raises_before_update_and_can_be_skipped():
         torch.randn(16, 2)
     )
     assert history.skipped == 3 and len(history) == 0
+
+
+def test_generator_ema_is_the_hand_computed_average():
+    torch.manual_seed(0)
+    gen, critic = Generator(2, 2, (4,)), Critic(2, (4,))
+    step = AdversarialStep(gen, critic, "nsgan", ema=0.9)
+    assert step.sampler is step.ema_generator and step.ema_generator is not gen
+    expected = [p.detach().clone() for p in gen.parameters()]  # θ_ema starts at θ_0
+    x = torch.randn(8, 2)
+    for _ in range(2):
+        step(x, x)
+        expected = [0.9 * e + 0.1 * p.detach() for e, p in zip(expected, gen.parameters())]
+    for e, avg in zip(expected, step.ema_generator.parameters(), strict=True):
+        assert torch.allclose(e, avg, atol=1e-7)
+        assert not avg.requires_grad
+    assert not torch.equal(expected[0], next(gen.parameters()))
+    state = step.state_dict()
+    assert "generator_ema" in state
+    other = AdversarialStep(Generator(2, 2, (4,)), Critic(2, (4,)), "nsgan", ema=0.9)
+    other.load_state_dict(state)
+    for a, b in zip(other.ema_generator.parameters(), step.ema_generator.parameters()):
+        assert torch.equal(a, b)
+    plain = AdversarialStep(Generator(2, 2, (4,)), Critic(2, (4,)), "nsgan")
+    assert plain.sampler is plain.generator and "generator_ema" not in plain.state_dict()
+    with pytest.raises(ValueError, match="generator_ema"):
+        other.load_state_dict(plain.state_dict())
+
+
+def test_linear_lr_decay_follows_the_schedule():
+    gen, critic = Generator(2, 2, (4,)), Critic(2, (4,))
+    step = AdversarialStep(gen, critic, "nsgan", lr=1e-3, lr_decay=0.5, total_steps=8)
+    assert [step.lr_factor(t) for t in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    x = torch.randn(8, 2)
+    lrs = []
+    for _ in range(8):
+        step(x, x)
+        lrs.append(step.generator_optim.param_groups[0]["lr"])
+        assert step.critic_optim.param_groups[0]["lr"] == lrs[-1]
+    assert lrs == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])
+    with pytest.raises(ValueError, match="total_steps"):
+        AdversarialStep(gen, critic, "nsgan", lr_decay=0.5)
+    with pytest.raises(ValueError, match="lr_decay"):
+        AdversarialStep(gen, critic, "nsgan", lr_decay=1.5, total_steps=8)
+    with pytest.raises(ValueError, match="EMA"):
+        AdversarialStep(gen, critic, "nsgan", ema=1.0)

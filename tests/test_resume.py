@@ -70,10 +70,10 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         trainer.fit(DATA)
 
 
-def _gan_run(steps, ckpt_dir=None, resume=False):
+def _gan_run(steps, ckpt_dir=None, resume=False, **kwargs):
     torch.manual_seed(0)
     gen, critic = Generator(2, 2, (8,)), Critic(2, (8,))
-    step = AdversarialStep(gen, critic, "wgan-gp", critic_steps=2)
+    step = AdversarialStep(gen, critic, "wgan-gp", critic_steps=2, **kwargs)
     trainer = Trainer(
         step,
         batch_size=8,
@@ -84,13 +84,26 @@ def _gan_run(steps, ckpt_dir=None, resume=False):
         resume=resume,
     )
     history = trainer.fit(torch.randn(20, 2))
-    return {**gen.state_dict(), **{f"c.{k}": v for k, v in critic.state_dict().items()}}, history
+    state = {**gen.state_dict(), **{f"c.{k}": v for k, v in critic.state_dict().items()}}
+    if step.ema_generator is not None:
+        state.update({f"ema.{k}": v for k, v in step.ema_generator.state_dict().items()})
+    return state, history
 
 
 def test_adversarial_resume_is_bit_identical(tmp_path):
     straight, full = _gan_run(6)
     _gan_run(3, tmp_path)
     resumed, history = _gan_run(6, tmp_path, resume=True)
+    _assert_same_state(straight, resumed)
+    assert history.column("w1") == full.column("w1")
+
+
+def test_adversarial_resume_with_ema_and_lr_decay_is_bit_identical(tmp_path):
+    options = {"ema": 0.9, "lr_decay": 0.5, "total_steps": 6}
+    straight, full = _gan_run(6, **options)
+    _gan_run(3, tmp_path, **options)
+    resumed, history = _gan_run(6, tmp_path, resume=True, **options)
+    assert any(k.startswith("ema.") for k in resumed)
     _assert_same_state(straight, resumed)
     assert history.column("w1") == full.column("w1")
 

@@ -1,8 +1,9 @@
 """``pyrogen gan``: train a GAN / WGAN on toy mixtures or images, write samples, figures, metrics.
 
-Defaults (non-saturating GAN, PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, MLPs
-128-128-128, batch 256, 20 000 generator steps) are the ones measured in
-``benchmarks/gan_modes.py``; ``--loss wgan|wgan-gp`` switches to the papers' optimizers.
+Defaults for toy data are :data:`TOY_DEFAULTS` (non-saturating GAN, PacGAN packing of 2, Adam
+2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 generator steps, plus the network sizes, the
+late learning-rate decay and the generator EMA listed there); ``benchmarks/gan_modes.py`` measures
+exactly these. ``--loss wgan|wgan-gp`` switches to the papers' optimizers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +37,32 @@ from pyrogen.nn.adversarial import Critic
 from pyrogen.train import Trainer, TrainingInterrupted, set_seed
 from pyrogen.train_adversarial import AdversarialStep
 
+
+@dataclass(frozen=True)
+class ToyDefaults:
+    """Defaults of ``pyrogen gan`` on 2-D / 1-D toy data (measured in benchmarks/gan_modes.py)."""
+
+    loss: str = "nsgan"
+    steps: int = 20_000
+    batch_size: int = 256
+    pack: int = 2
+    hidden: tuple[int, ...] = (256, 256, 256)
+    latent_dim: int = 2
+    lr_decay: float = 0.0
+    ema: float = 0.999
+
+
+#: The single definition of the toy-data defaults (CLI and benchmark).
+TOY_DEFAULTS = ToyDefaults()
+
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_data="ring8")
-    parser.add_argument("--loss", choices=sorted(LOSSES), default="nsgan")
-    parser.add_argument("--steps", type=int, default=20_000, help="generator updates")
+    toy = TOY_DEFAULTS
+    parser.add_argument("--loss", choices=sorted(LOSSES), default=toy.loss)
+    parser.add_argument("--steps", type=int, default=toy.steps, help="generator updates")
     parser.add_argument(
         "--critic-steps",
         type=int,
@@ -49,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="critic updates per generator update k"
         " (default: the loss's paper value: 1 for gan/nsgan/hinge, 5 for wgan/wgan-gp)",
     )
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=toy.batch_size)
     parser.add_argument("--lr", type=float, default=None, help="generator lr (default: paper's)")
     parser.add_argument(
         "--critic-lr",
@@ -62,15 +83,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pack",
         type=int,
         default=None,
-        help="PacGAN packing of the critic (default: 2 for gan/nsgan/hinge, 1 for wgan/wgan-gp)",
+        help=f"PacGAN packing of the critic (default: {toy.pack} for gan/nsgan/hinge,"
+        " 1 for wgan/wgan-gp)",
     )
-    parser.add_argument("--latent-dim", type=int, default=None, help="default: 2 toy, 32 images")
+    parser.add_argument(
+        "--latent-dim", type=int, default=None, help=f"default: {toy.latent_dim} toy, 32 images"
+    )
     parser.add_argument(
         "--hidden",
         type=int,
         nargs="+",
         default=None,
-        help="hidden sizes of generator and critic (default: 128 128 128 toy, 512 512 images)",
+        help="hidden sizes of generator and critic (default:"
+        f" {' '.join(map(str, toy.hidden))} toy, 512 512 images)",
+    )
+    parser.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        metavar="F",
+        help="decay both learning rates linearly to 0 over the last fraction F of the steps"
+        f" (default: {toy.lr_decay} toy, 0 images)",
+    )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        metavar="BETA",
+        help="sample from an exponential moving average of the generator weights with decay"
+        f" BETA, 0 = off (default: {toy.ema} toy, 0 images)",
     )
     parser.add_argument("--num-samples", type=int, default=10_000, help="rows of samples.npy")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -133,16 +174,29 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     dataset = _load(args.data)
     image = dataset.is_image
-    latent_dim = args.latent_dim or (32 if image else 2)
-    hidden = args.hidden or ([512, 512] if image else [128, 128, 128])
-    pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else 2)
+    toy = TOY_DEFAULTS
+    latent_dim = args.latent_dim or (32 if image else toy.latent_dim)
+    hidden = args.hidden or ([512, 512] if image else list(toy.hidden))
+    pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else toy.pack)
+    lr_decay = args.lr_decay if args.lr_decay is not None else (0.0 if image else toy.lr_decay)
+    ema = args.ema if args.ema is not None else (0.0 if image else toy.ema)
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"--ema must be in [0, 1), got {ema}.")
     set_seed(args.seed)
     gen = Generator(latent_dim, dataset.dim, hidden, output="sigmoid" if image else "identity")
     critic = Critic(dataset.dim, hidden, pack=pack, activation="leaky_relu" if image else "relu")
     gen.to(device)
     critic.to(device)
     step = AdversarialStep(
-        gen, critic, args.loss, critic_steps=args.critic_steps, lr=args.lr, critic_lr=args.critic_lr
+        gen,
+        critic,
+        args.loss,
+        critic_steps=args.critic_steps,
+        lr=args.lr,
+        critic_lr=args.critic_lr,
+        lr_decay=lr_decay,
+        total_steps=args.steps,
+        ema=ema or None,
     )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
         "generator_optim": type(step.generator_optim).__name__,
         "generator_lr": step.generator_optim.defaults["lr"],
         "critic_lr": step.critic_optim.defaults["lr"],
+        "lr_decay": lr_decay,
+        "ema": ema,
     }
     config = {"command": "gan", **vars(args), "out": str(out), "model": model_config}
     config.pop("run", None)
@@ -188,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "history.json", {k: history.column(k) for k in history.records[0]})
 
     set_seed(args.seed)
-    samples = gen.sample(args.num_samples).cpu()
+    samples = step.sampler.sample(args.num_samples).cpu()
     np.save(out / "samples.npy", samples.numpy().astype(np.float32))
     metrics = {
         **_metrics(dataset, samples, args.seed),
