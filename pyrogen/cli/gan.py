@@ -217,11 +217,11 @@ def run(args: argparse.Namespace) -> int:
     config.pop("run", None)
     if ctx.is_main:
         write_json(out / "config.json", config)
-    print(
-        f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
-        f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on {device}"
-        f" -> {out}/"
-    )
+        print(
+            f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
+            f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
+            f" {device} -> {out}/"
+        )
     trainer = Trainer(
         step,
         batch_size=args.batch_size,
