@@ -3,6 +3,7 @@
 import math
 import warnings
 
+import arviz as az
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -17,18 +18,6 @@ from pyrogen.diagnostics import (
     to_inference_data,
 )
 from pyrogen.infer import fit
-
-az = pytest.importorskip("arviz")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_clean_store():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    pyro.clear_param_store()
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------ ELBOConvergence

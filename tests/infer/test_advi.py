@@ -10,18 +10,6 @@ import torch
 
 from pyrogen.infer import ADVIResult, ConvergenceWarning, fit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread_clean_store():
-    # Tiny models run several times faster on one thread (no intra-op contention).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    pyro.clear_param_store()
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- conjugate Normal–Normal
 Y = torch.tensor([1.3, 0.4, 2.1, 1.7, 0.9, 1.1, 1.8, 0.2, 1.5, 1.0])
 PRIOR_LOC, PRIOR_SCALE, NOISE = 0.0, 2.0, 1.0
