@@ -5,9 +5,9 @@ high-quality samples (within 3σ of a mode), and the reverse KL of the mode hist
 all on 2500 samples. Target (issue 5): 8/8 and 25/25 modes with ≥ 90 % high-quality samples
 within 20 000 generator steps.
 
-Every setting comes from ``pyrogen.cli.gan.TOY_DEFAULTS``, the defaults of ``pyrogen gan`` on toy
-data (loss, steps, batch size, packing, network sizes, latent dimension, late learning-rate decay,
-generator EMA); the options below only override them for experiments.
+Every setting comes from ``pyrogen.train.presets.TOY_DEFAULTS``, the defaults of ``pyrogen gan``
+on toy data (loss, steps, batch size, packing, network sizes, latent dimension, late learning-rate
+decay, generator EMA); the options below only override them for experiments.
 
 Run: ``python benchmarks/gan_modes.py [--data ring8 grid25] [--seeds 5] [--first-seed 0]``
 (one seed of 20 000 steps takes ~4-6 min on a free CPU core).
@@ -19,13 +19,12 @@ import time
 
 import torch
 
-from pyrogen.cli.gan import TOY_DEFAULTS
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import mode_coverage
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import Trainer
-from pyrogen.train_adversarial import AdversarialStep
+from pyrogen.train import AdversarialStep, Trainer
+from pyrogen.train.presets import TOY_DEFAULTS
 
 
 def run_one(name: str, args: argparse.Namespace, seed: int) -> dict:

@@ -18,8 +18,8 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC, NUTS
 
-from pyrogen.diagnostics import khat_reading, psis_khat, to_inference_data
 from pyrogen.infer import fit
+from pyrogen.infer.advi import khat_reading, psis_khat, to_inference_data
 
 SCHOOLS = ["A", "B", "C", "D", "E", "F", "G", "H"]
 Y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])

@@ -19,8 +19,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from pyrogen.diagnostics import khat_reading, psis_khat, to_inference_data
 from pyrogen.infer import fit
+from pyrogen.infer.advi import khat_reading, psis_khat, to_inference_data
 
 NOISE, PRIOR_SD = 1.0, 2.0
 

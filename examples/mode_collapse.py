@@ -21,9 +21,11 @@ from pyrogen.data import load_dataset  # noqa: E402
 from pyrogen.evaluate import mode_coverage  # noqa: E402
 from pyrogen.models.gan import Generator  # noqa: E402
 from pyrogen.nn.adversarial import Critic  # noqa: E402
-from pyrogen.plot_adversarial import plot_samples_2d  # noqa: E402
-from pyrogen.train import Trainer  # noqa: E402
-from pyrogen.train_adversarial import AdversarialStep  # noqa: E402
+from pyrogen.plot.adversarial import plot_samples_2d  # noqa: E402
+from pyrogen.train import (
+    AdversarialStep,  # noqa: E402
+    Trainer,  # noqa: E402
+)
 
 #: (label, loss, pack, extra AdversarialStep options)
 RUNS = [

@@ -20,7 +20,7 @@ import torch
 
 from pyrogen.infer import WGAN_GP, MinimaxGAN, NonSaturatingGAN
 from pyrogen.nn.adversarial import Critic
-from pyrogen.plot_adversarial import plot_density_1d
+from pyrogen.plot.adversarial import plot_density_1d
 
 
 def shifted(theta: torch.Tensor, scale: float):

@@ -13,8 +13,8 @@ import torch
 from pyrogen import plot
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
-from pyrogen.latent import interpolate
 from pyrogen.models import VAE
+from pyrogen.models.latent import interpolate
 from pyrogen.train import SVIStep, Trainer, set_seed
 
 

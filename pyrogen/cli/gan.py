@@ -1,9 +1,10 @@
 """``pyrogen gan``: train a GAN / WGAN on toy mixtures or images, write samples, figures, metrics.
 
-Defaults for toy data are :data:`TOY_DEFAULTS` (non-saturating GAN, PacGAN packing of 2, Adam
-2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 generator steps, plus the network sizes, the
-late learning-rate decay and the generator EMA listed there); ``benchmarks/gan_modes.py`` measures
-exactly these. ``--loss wgan|wgan-gp`` switches to the papers' optimizers.
+Defaults are :data:`pyrogen.train.presets.TOY_DEFAULTS` for toy data (non-saturating GAN,
+PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 generator steps, plus
+the network sizes, the late learning-rate decay and the generator EMA listed there;
+``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images.
+``--loss wgan|wgan-gp`` switches to the papers' optimizers.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pyrogen import distributed
-from pyrogen import plot_adversarial as plot
+from pyrogen import plot
 from pyrogen.cli.common import (
     add_common_arguments,
     add_long_run_arguments,
@@ -30,37 +29,19 @@ from pyrogen.cli.common import (
 from pyrogen.data import load_dataset
 from pyrogen.data.dataset import Dataset
 from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
-from pyrogen.files import save_state, write_json
 from pyrogen.infer.adversarial import LOSSES
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import Trainer, TrainingInterrupted, set_seed
-from pyrogen.train_adversarial import AdversarialStep
-
-
-@dataclass(frozen=True)
-class ToyDefaults:
-    """Defaults of ``pyrogen gan`` on 2-D / 1-D toy data (measured in benchmarks/gan_modes.py)."""
-
-    loss: str = "nsgan"
-    steps: int = 20_000
-    batch_size: int = 256
-    pack: int = 2
-    hidden: tuple[int, ...] = (256, 256, 256)
-    latent_dim: int = 2
-    lr_decay: float = 0.0
-    ema: float = 0.999
-
-
-#: The single definition of the toy-data defaults (CLI and benchmark).
-TOY_DEFAULTS = ToyDefaults()
+from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, distributed, set_seed
+from pyrogen.train.files import save_state, write_json
+from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS
 
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_data="ring8")
-    toy = TOY_DEFAULTS
+    toy, image = TOY_DEFAULTS, IMAGE_DEFAULTS
     parser.add_argument("--loss", choices=sorted(LOSSES), default=toy.loss)
     parser.add_argument("--steps", type=int, default=toy.steps, help="generator updates")
     parser.add_argument(
@@ -87,7 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " 1 for wgan/wgan-gp)",
     )
     parser.add_argument(
-        "--latent-dim", type=int, default=None, help=f"default: {toy.latent_dim} toy, 32 images"
+        "--latent-dim",
+        type=int,
+        default=None,
+        help=f"default: {toy.latent_dim} toy, {image.latent_dim} images",
     )
     parser.add_argument(
         "--hidden",
@@ -95,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         help="hidden sizes of generator and critic (default:"
-        f" {' '.join(map(str, toy.hidden))} toy, 512 512 images)",
+        f" {' '.join(map(str, toy.hidden))} toy, {' '.join(map(str, image.hidden))} images)",
     )
     parser.add_argument(
         "--lr-decay",
@@ -103,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="F",
         help="decay both learning rates linearly to 0 over the last fraction F of the steps"
-        f" (default: {toy.lr_decay} toy, 0 images)",
+        f" (default: {toy.lr_decay} toy, {image.lr_decay} images)",
     )
     parser.add_argument(
         "--ema",
@@ -111,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="BETA",
         help="sample from an exponential moving average of the generator weights with decay"
-        f" BETA, 0 = off (default: {toy.ema} toy, 0 images)",
+        f" BETA, 0 = off (default: {toy.ema} toy, {image.ema} images)",
     )
     parser.add_argument("--num-samples", type=int, default=10_000, help="rows of samples.npy")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -174,17 +158,17 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     dataset = _load(args.data)
     image = dataset.is_image
-    toy = TOY_DEFAULTS
-    latent_dim = args.latent_dim or (32 if image else toy.latent_dim)
-    hidden = args.hidden or ([512, 512] if image else list(toy.hidden))
-    pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else toy.pack)
-    lr_decay = args.lr_decay if args.lr_decay is not None else (0.0 if image else toy.lr_decay)
-    ema = args.ema if args.ema is not None else (0.0 if image else toy.ema)
+    defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
+    latent_dim = args.latent_dim or defaults.latent_dim
+    hidden = args.hidden or list(defaults.hidden)
+    pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else defaults.pack)
+    lr_decay = args.lr_decay if args.lr_decay is not None else defaults.lr_decay
+    ema = args.ema if args.ema is not None else defaults.ema
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"--ema must be in [0, 1), got {ema}.")
     set_seed(args.seed)
-    gen = Generator(latent_dim, dataset.dim, hidden, output="sigmoid" if image else "identity")
-    critic = Critic(dataset.dim, hidden, pack=pack, activation="leaky_relu" if image else "relu")
+    gen = Generator(latent_dim, dataset.dim, hidden, output=defaults.output)
+    critic = Critic(dataset.dim, hidden, pack=pack, activation=defaults.critic_activation)
     gen.to(device)
     critic.to(device)
     step = AdversarialStep(
@@ -204,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         "latent_dim": latent_dim,
         "data_dim": dataset.dim,
         "hidden": list(hidden),
-        "output": "sigmoid" if image else "identity",
+        "output": defaults.output,
         "pack": pack,
         "critic_steps": step.critic_steps,
         "generator_optim": type(step.generator_optim).__name__,
@@ -259,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
     title = f"{args.loss} on {dataset.name}, {len(history)} steps"
     if image:
-        plot.plot_image_grid(samples[:100], dataset.shape, 10, title, out / "samples.png")
+        plot.image_grid(samples[:100], dataset.shape, out / "samples.png", 10, title)
     elif dataset.dim == 2:
         plot.plot_samples_2d(
             samples[:2500],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pyrogen import distributed, plot
+from pyrogen import plot
 from pyrogen.cli.common import (
     add_common_arguments,
     add_long_run_arguments,
@@ -19,12 +19,12 @@ from pyrogen.cli.common import (
 )
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
-from pyrogen.files import save_state, write_json
 from pyrogen.infer import OBJECTIVES, get_objective
-from pyrogen.latent import interpolate, random_walk
-from pyrogen.likelihoods import LIKELIHOODS
 from pyrogen.models import VAE
-from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, set_seed
+from pyrogen.models.latent import interpolate, random_walk
+from pyrogen.models.likelihoods import LIKELIHOODS
+from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, distributed, set_seed
+from pyrogen.train.files import save_state, write_json
 
 HELP = "Train a variational auto-encoder and write samples, figures and test metrics."
 

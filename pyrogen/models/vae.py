@@ -28,7 +28,7 @@ import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
-from pyrogen.likelihoods import Likelihood, get_likelihood
+from pyrogen.models.likelihoods import Likelihood, get_likelihood
 from pyrogen.nn import MLP, GaussianEncoder
 
 
@@ -39,7 +39,7 @@ class VAE(PyroModule):
     :param latent_dim: size of z.
     :param hidden: hidden layer sizes of the encoder (the decoder mirrors them).
     :param likelihood: ``"bernoulli"`` (logits), ``"gaussian"`` (mean and log-variance) or a
-        :class:`~pyrogen.likelihoods.Likelihood`.
+        :class:`~pyrogen.models.likelihoods.Likelihood`.
     :param num_data: size of the training set, for the data plate's subsampling scale; ``None``
         means the batch is the whole data set.
 

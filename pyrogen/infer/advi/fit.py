@@ -19,9 +19,9 @@ diagonal one (``AutoLowRankMultivariateNormal``). The ELBO
     \mathcal{L}(\mu, \Sigma) = \mathbb{E}_{q}\big[\log p(x, z) - \log q(z)\big]
 
 is maximised by SVI (reparameterized ``Trace_ELBO``) until Stan's relative-tolerance rule says it
-has stopped moving (:class:`pyrogen.diagnostics.ELBOConvergence`). The result carries the −ELBO
+has stopped moving (:class:`pyrogen.infer.advi.ELBOConvergence`). The result carries the −ELBO
 history, the guide, posterior and posterior predictive draws, and a printed summary with the PSIS
-:math:`\hat k` diagnostic; :func:`pyrogen.diagnostics.to_inference_data` turns it into ArviZ.
+:math:`\hat k` diagnostic; :func:`pyrogen.infer.advi.to_inference_data` turns it into ArviZ.
 
 Example::
 
@@ -64,17 +64,17 @@ from pyro.infer.autoguide import (
 )
 from tqdm.auto import tqdm
 
-from pyrogen.diagnostics import (
-    ELBOConvergence,
+from pyrogen.infer.advi._trace import (
     _max_plate_nesting,
     _model_trace,
     _padded,
     _resample_observed,
+    _reshape_draws,
     _site_names,
     _vectorized,
-    khat_reading,
-    psis_khat,
 )
+from pyrogen.infer.advi.convergence import ELBOConvergence
+from pyrogen.infer.advi.diagnostics import khat_reading, psis_khat
 
 __all__ = ["ADVIResult", "ConvergenceWarning", "fit"]
 
@@ -115,15 +115,6 @@ def _check_latents(model: Callable, args: tuple, kwargs: dict) -> int:
             "posterior to fit. Check that unobserved quantities are pyro.sample statements."
         )
     return _max_plate_nesting(trace)
-
-
-def _reshape_draws(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
-    """Predictive pads draws with plate dims of size 1; give each site ``(n,) + its shape``."""
-    out = {}
-    for name, value in draws.items():
-        shape = (num_samples,) + tuple(trace.nodes[name]["value"].shape)
-        out[name] = value.reshape(shape) if value.numel() == math.prod(shape) else value
-    return out
 
 
 @dataclass
@@ -305,7 +296,7 @@ def fit(
     with reparameterized gradients. Every ``eval_elbo`` steps the mean −ELBO of the last window
     is compared with the previous one; optimisation stops when the mean or the median of the
     recent relative changes falls below ``tol_rel_obj`` (Stan's rule, see
-    :class:`pyrogen.diagnostics.ELBOConvergence`). If that never happens a
+    :class:`pyrogen.infer.advi.ELBOConvergence`). If that never happens a
     :class:`ConvergenceWarning` is emitted and ``result.converged`` is ``False``.
 
     :param model: a Pyro model; observed sites use ``obs=``; latent sites must be continuous.

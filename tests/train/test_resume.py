@@ -4,14 +4,13 @@ import pyro
 import pytest
 import torch
 
-from pyrogen.checkpoint import list_checkpoints, load_checkpoint
 from pyrogen.cli import main
 from pyrogen.data.dataset import binarize_dynamic
 from pyrogen.models import VAE
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import SVIStep, Trainer
-from pyrogen.train_adversarial import AdversarialStep
+from pyrogen.train import AdversarialStep, SVIStep, Trainer
+from pyrogen.train.checkpoint import list_checkpoints, load_checkpoint
 
 DATA = torch.rand(40, 6)  # 40 rows, batch 16: 3 batches per epoch, so step 5 is mid-epoch
 

@@ -35,36 +35,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from pyrogen.infer.adversarial import AdversarialLoss, adversarial_loss
-from pyrogen.train import NonFiniteError
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Optimizer and schedule of a paper: ``optim`` is ``"adam"`` or ``"rmsprop"``."""
-
-    optim: str
-    lr: float
-    critic_steps: int
-    betas: tuple[float, float] | None = None
-    loss_kwargs: dict[str, float] = field(default_factory=dict)
-
-
-_GAN = Preset("adam", 2e-4, 1, (0.5, 0.999))
-#: Paper defaults by loss name.
-PRESETS: dict[str, Preset] = {
-    "gan": _GAN,
-    "nsgan": _GAN,
-    "hinge": _GAN,
-    "wgan": Preset("rmsprop", 5e-5, 5, None, {"clip": 0.01}),
-    "wgan-gp": Preset("adam", 1e-4, 5, (0.0, 0.9), {"penalty": 10.0}),
-}
+from pyrogen.train.presets import DEFAULT_PRESET, PRESETS
+from pyrogen.train.steps.base import NonFiniteError
 
 
 def _make_optim(params, optim: str, lr: float, betas) -> torch.optim.Optimizer:
@@ -146,7 +124,7 @@ class AdversarialStep:
                 raise ValueError("The loss was built on another critic than the one given.")
             if loss_kwargs:
                 raise ValueError(f"{sorted(loss_kwargs)} only apply when loss is given by name.")
-            preset = PRESETS.get(loss.name, _GAN)
+            preset = PRESETS.get(loss.name, DEFAULT_PRESET)
         elif isinstance(loss, str):
             if loss not in PRESETS:
                 raise ValueError(

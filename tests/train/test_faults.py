@@ -11,12 +11,11 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyrogen.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from pyrogen.models import VAE
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import NonFiniteError, SVIStep, Trainer
-from pyrogen.train_adversarial import AdversarialStep
+from pyrogen.train import AdversarialStep, NonFiniteError, SVIStep, Trainer
+from pyrogen.train.checkpoint import list_checkpoints, load_checkpoint, load_latest
 
 X = torch.randn(32)
 

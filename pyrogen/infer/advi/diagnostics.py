@@ -1,6 +1,5 @@
 r"""Diagnostics for variational fits: ELBO convergence, PSIS :math:`\hat k`, ArviZ output.
 
-* :class:`ELBOConvergence` — Stan's relative-tolerance stopping rule for the ELBO.
 * :func:`psis_khat` — Pareto :math:`\hat k` of the importance ratios
   :math:`w^{(s)} = p(x, z^{(s)}) / q(z^{(s)})`, :math:`z^{(s)} \sim q` (Yao et al. 2018), read as
   :math:`\hat k < 0.5` good, :math:`0.5 \le \hat k \le 0.7` ok, :math:`\hat k > 0.7` unreliable.
@@ -24,102 +23,33 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import Predictive
 from pyro.infer.importance import vectorized_importance_weights
-from pyro.poutine.uncondition_messenger import UnconditionMessenger
-from pyro.poutine.util import prune_subsample_sites
+
+from pyrogen.infer.advi._trace import (
+    VariationalFit,
+    _max_plate_nesting,
+    _model_trace,
+    _padded,
+    _resample_observed,
+    _site_names,
+    _vectorized,
+)
 
 if TYPE_CHECKING:
     import arviz
 
-    from pyrogen.infer.advi import ADVIResult
-
 __all__ = [
-    "ELBOConvergence",
     "khat_reading",
     "log_importance_weights",
     "psis_khat",
     "to_inference_data",
 ]
-
-
-class ELBOConvergence:
-    r"""Stan's relative-tolerance rule for stopping ELBO maximisation.
-
-    Every ``eval_elbo`` steps the −ELBO is estimated by the mean of the losses of the last
-    ``eval_elbo`` steps, :math:`\bar L_k`, and the relative change *with respect to the current
-    value*
-
-    .. math::
-
-        \delta_k = \left| \frac{\bar L_{k-1} - \bar L_k}{\bar L_k} \right|,
-        \qquad \bar L_0 = 0 \;(\text{so } \delta_1 = 1),
-
-    is pushed into a circular buffer of the last :math:`\max(0.1\, \text{num\_steps} /
-    \text{eval\_elbo}, 2)` changes. The fit has converged when the mean *or* the median of the
-    buffer is below ``tol_rel_obj`` (the mean catches smooth convergence, the median is robust to
-    a noisy estimate). As in Stan's ``advi::stochastic_gradient_ascent``, the median of an
-    even-sized buffer is its upper middle element, and the first check records :math:`\delta_1 = 1`
-    (Stan starts from an ELBO of 0), so at least two genuine changes are needed to stop.
-
-    :param tol_rel_obj: relative tolerance (Stan's default 0.01).
-    :param eval_elbo: steps per check (Stan's default 100).
-    :param num_steps: the step budget, which sets the buffer length as in Stan.
-
-    :ivar rel_changes: :math:`\delta_k` of every check so far.
-    :ivar mean: mean of the buffer at the last check (``inf`` before the first).
-    :ivar median: Stan's median of the buffer at the last check (``inf`` before the first).
-
-    .. note::
-        Stan estimates the ELBO at each check with 100 fresh draws; averaging the losses the
-        optimiser already computed costs nothing and has comparable noise.
-
-    Example::
-
-        >>> rule = ELBOConvergence(0.01, eval_elbo=2, num_steps=100)
-        >>> [rule.update(x) for x in [10.0, 10.0, 5.0, 5.0, 4.99, 4.99, 4.98, 4.98, 4.98, 4.98]]
-        [False, False, False, False, False, False, False, False, False, True]
-        >>> [round(d, 4) for d in rule.rel_changes]
-        [1.0, 1.0, 0.002, 0.002, 0.0]
-    """
-
-    def __init__(self, tol_rel_obj: float = 0.01, eval_elbo: int = 100, num_steps: int = 10000):
-        if not tol_rel_obj > 0:
-            raise ValueError(f"Expected tol_rel_obj > 0, got {tol_rel_obj}.")
-        if not isinstance(eval_elbo, int) or eval_elbo < 1:
-            raise ValueError(f"Expected eval_elbo to be a positive int, got {eval_elbo!r}.")
-        self.tol_rel_obj = tol_rel_obj
-        self.eval_elbo = eval_elbo
-        self.buffer: deque[float] = deque(maxlen=max(int(0.1 * num_steps / eval_elbo), 2))
-        self.rel_changes: list[float] = []
-        self.mean = math.inf
-        self.median = math.inf
-        self._window: list[float] = []
-        self._previous = 0.0
-
-    def update(self, loss: float) -> bool:
-        """Record one step's loss; return ``True`` once the rule is satisfied."""
-        self._window.append(float(loss))
-        if len(self._window) < self.eval_elbo:
-            return False
-        current = sum(self._window) / len(self._window)
-        self._window = []
-        previous, self._previous = self._previous, current
-        rel = abs((previous - current) / current) if current != 0 else math.inf
-        self.rel_changes.append(rel)
-        self.buffer.append(rel)
-        self.mean = sum(self.buffer) / len(self.buffer)
-        self.median = sorted(self.buffer)[len(self.buffer) // 2]  # Stan: nth_element(n / 2)
-        return self.mean < self.tol_rel_obj or self.median < self.tol_rel_obj
 
 
 def khat_reading(khat: float) -> str:
@@ -136,83 +66,9 @@ def khat_reading(khat: float) -> str:
     )
 
 
-def _max_plate_nesting(trace) -> int:
-    dims = [
-        f.dim
-        for s in trace.nodes.values()
-        if s["type"] == "sample"
-        for f in s["cond_indep_stack"]
-        if f.vectorized
-    ]
-    return -min(dims) if dims else 0
-
-
-def _model_trace(model, args: tuple, kwargs: dict):
-    """One run of ``model`` (hidden from outer handlers), without plate subsample sites."""
-    with poutine.block(), torch.no_grad():
-        return prune_subsample_sites(poutine.trace(model).get_trace(*args, **kwargs))
-
-
-class _UnconditionObservedMessenger(UnconditionMessenger):
-    """``poutine.uncondition`` that leaves ``pyro.deterministic`` sites alone (unconditioning
-    their ``Delta`` breaks their shapes under plates)."""
-
-    def _pyro_sample(self, msg) -> None:
-        if not msg["infer"].get("_deterministic"):
-            super()._pyro_sample(msg)
-
-
-def _resample_observed(model):
-    """``model`` with observed sites drawn from their likelihood (posterior predictive)."""
-    return _UnconditionObservedMessenger()(model)
-
-
-@contextmanager
-def _vectorized(what: str) -> Iterator[None]:
-    """Turn a shape error of a model run under an outer draws plate into advice."""
-    try:
-        yield
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(
-            f"{what} runs the model once for all draws, under an extra plate on the left of its "
-            "plates, and the model failed there. Make every batch dimension a pyro.plate and "
-            "let latent values broadcast from the right: write X @ beta as "
-            "(X * beta).sum(-1), and index with [..., i] rather than [i]. "
-            f"Original error: {err}"
-        ) from err
-
-
-def _padded(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
-    """Draws of shape ``(n,) + site_shape`` padded with the size-1 plate dims Predictive
-    expects in ``posterior_samples``: ``(n,) + (1,) * (max_plate_nesting - batch_ndim) +
-    site_shape``."""
-    mpn = _max_plate_nesting(trace)
-    out = {}
-    for name, value in draws.items():
-        site = trace.nodes[name]
-        pad = max(mpn - len(site["fn"].batch_shape), 0)
-        out[name] = value.reshape((num_samples,) + (1,) * pad + tuple(site["value"].shape))
-    return out
-
-
-def _site_names(trace) -> tuple[list[str], list[str], list[str]]:
-    """``(latent, observed, deterministic)`` sample-site names of a model trace."""
-    latent, observed, deterministic = [], [], []
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample":
-            continue
-        if site["infer"].get("_deterministic"):
-            deterministic.append(name)
-        elif site["is_observed"]:
-            observed.append(name)
-        else:
-            latent.append(name)
-    return latent, observed, deterministic
-
-
 @torch.no_grad()
 def log_importance_weights(
-    result: ADVIResult, *args: Any, num_samples: int = 1000, **kwargs: Any
+    result: VariationalFit, *args: Any, num_samples: int = 1000, **kwargs: Any
 ) -> torch.Tensor:
     r"""Log importance ratios :math:`\log p(x, z^{(s)}) - \log q(z^{(s)})`, :math:`z^{(s)} \sim q`.
 
@@ -244,7 +100,7 @@ def log_importance_weights(
     return torch.cat(chunks)
 
 
-def psis_khat(result: ADVIResult, *args: Any, num_samples: int = 1000, **kwargs: Any) -> float:
+def psis_khat(result: VariationalFit, *args: Any, num_samples: int = 1000, **kwargs: Any) -> float:
     r"""Pareto :math:`\hat k` of the importance ratios :math:`p(x, z)/q(z)`, :math:`z \sim q`.
 
     A generalized Pareto distribution is fitted to the largest ratios (PSIS, ArviZ's
@@ -298,7 +154,7 @@ def _per_draw(value: torch.Tensor, num_samples: int, mpn: int, shape: tuple) -> 
 
 @torch.no_grad()
 def to_inference_data(
-    result: ADVIResult,
+    result: VariationalFit,
     *args: Any,
     num_samples: int = 1000,
     coords: dict | None = None,

@@ -22,8 +22,8 @@ from pyrogen.infer import (
 )
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
-from pyrogen.train import NonFiniteError, Trainer
-from pyrogen.train_adversarial import PRESETS, AdversarialStep
+from pyrogen.train import AdversarialStep, NonFiniteError, Trainer
+from pyrogen.train.presets import PRESETS
 
 
 @pytest.fixture(autouse=True, scope="module")

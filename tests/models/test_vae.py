@@ -6,8 +6,8 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
-from pyrogen.likelihoods import Gaussian, get_likelihood
 from pyrogen.models import VAE
+from pyrogen.models.likelihoods import Gaussian, get_likelihood
 from pyrogen.train import SVIStep, Trainer
 
 

@@ -3,15 +3,15 @@ r"""One training loop for every objective: SVI steps and adversarial steps.
 The :class:`Trainer` knows neither the model's structure nor the loss's maths. It draws
 mini-batches, hands each one to a *step* (any object following :class:`TrainingStep`), and records
 what the step reports. :class:`SVIStep` is the step for Pyro's stochastic variational inference;
-``pyrogen.train_adversarial.AdversarialStep`` the one for GANs.
+:class:`~pyrogen.train.AdversarialStep` the one for GANs.
 
-Long runs lose nothing: the Trainer writes checkpoints (:mod:`pyrogen.checkpoint`) every
+Long runs lose nothing: the Trainer writes checkpoints (:mod:`pyrogen.train.checkpoint`) every
 ``checkpoint_every`` steps, at the end and on SIGINT/SIGTERM; ``resume=True`` continues from the
 newest valid one *bit-identically* (the data order of epoch e is a function of ``(seed, e)``, the
 per-batch transform draws from a generator whose state is saved, and so are all RNG states); a
 NaN/Inf loss or gradient stops with the step and the site or parameter involved (or is skipped and
 counted, ``nonfinite="skip"``). Under ``torchrun`` it trains data-parallel
-(:mod:`pyrogen.distributed`).
+(:mod:`pyrogen.train.distributed`).
 
 Example::
 
@@ -42,16 +42,10 @@ import pyro.optim
 import torch
 from tqdm.auto import tqdm
 
-from pyrogen import checkpoint as ckpt
-from pyrogen import distributed
-from pyrogen.files import atomic_write_bytes
-from pyrogen.steps import (  # noqa: F401 (public names of pyrogen.train)
-    Batch,
-    NonFiniteError,
-    SVIStep,
-    TrainingStep,
-    claim_param_names,
-)
+from pyrogen.train import checkpoint as ckpt
+from pyrogen.train import distributed
+from pyrogen.train.files import atomic_write_bytes
+from pyrogen.train.steps.base import Batch, NonFiniteError, TrainingStep
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyrogen.latent import interpolate, random_walk
+from pyrogen.models.latent import interpolate, random_walk
 
 
 def test_interpolation_is_a_straight_line_between_the_endpoints():

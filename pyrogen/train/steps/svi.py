@@ -1,15 +1,10 @@
-r"""Training steps: what the :class:`~pyrogen.train.Trainer` calls once per update.
-
-A step takes fresh batches, updates parameters and reports named scalars. :class:`SVIStep` is
-Pyro's SVI update with guards against non-finite losses and gradients;
-``pyrogen.train_adversarial.AdversarialStep`` alternates critic and generator updates.
-"""
+r""":class:`SVIStep`: Pyro's SVI update with guards against non-finite losses and gradients."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import pyro
 import pyro.optim
@@ -18,34 +13,7 @@ import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.infer.util import zero_grads
 
-Batch = torch.Tensor
-
-
-@runtime_checkable
-class TrainingStep(Protocol):
-    """What the :class:`Trainer` drives: one parameter update on a batch.
-
-    ``step(*batches)`` performs the update and returns named scalars (at least ``"loss"``);
-    it receives ``getattr(step, "batches_per_step", 1)`` fresh batches (an adversarial step with k
-    critic updates asks for k + 1). ``state_dict()`` / ``load_state_dict()`` hold everything
-    needed to continue (modules and optimizer states).
-
-    Optional hooks the Trainer uses when present: ``setup(batch)`` creates lazily built
-    parameters before training, ``validate(batch)`` raises a ``ValueError`` on data the model
-    cannot take, ``gradient_hooks`` (a list of ``fn(params)`` run between backward and update)
-    for data-parallel training. A step raising :class:`NonFiniteError` promises that it changed
-    no parameter.
-    """
-
-    def __call__(self, *batches: Batch) -> dict[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class NonFiniteError(FloatingPointError):
-    """A NaN/Inf loss or gradient, raised *before* any parameter was changed."""
+from pyrogen.train.steps.base import Batch, NonFiniteError
 
 
 def claim_param_names(module: torch.nn.Module) -> None:

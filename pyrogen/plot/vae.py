@@ -1,57 +1,16 @@
-"""Figures of generative models, saved as PNG: sample grids, reconstructions, latent
-interpolations and random walks, latent scatter plots, loss curves."""
+"""Figures of latent variable models, saved as PNG: reconstructions, latent interpolations and
+random walks, latent scatter plots, loss curves."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-#: Grey level of the 1-pixel lines between tiled images (0 = white, 1 = black).
-GAP_VALUE = 0.25
-
-
-def _tile(images: torch.Tensor | np.ndarray, shape: Sequence[int], ncol: int) -> np.ndarray:
-    """Arrange flattened images (N, H*W) into one array, rows of ``ncol``, with 1-pixel gaps."""
-    images = np.asarray(torch.as_tensor(images).detach().cpu(), dtype=np.float32)
-    h, w = shape
-    n = len(images)
-    nrow = -(-n // ncol)
-    canvas = np.full((nrow * (h + 1) - 1, ncol * (w + 1) - 1), GAP_VALUE, dtype=np.float32)
-    for i, image in enumerate(images.reshape(n, h, w)):
-        r, c = divmod(i, ncol)
-        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
-    return canvas
-
-
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def image_grid(
-    images: torch.Tensor,
-    shape: Sequence[int],
-    path: str | os.PathLike,
-    ncol: int = 10,
-    title: str | None = None,
-) -> None:
-    """Save flattened grey-level images (N, H*W), values in [0, 1], as one grid."""
-    canvas = _tile(images, shape, min(ncol, len(images)))
-    fig, ax = plt.subplots(
-        figsize=(0.6 * min(ncol, len(images)) + 0.4, 0.6 * canvas.shape[0] / shape[0] + 0.6)
-    )
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
-    _save(fig, path)
+from pyrogen.plot.grid import finish, image_grid
 
 
 def reconstructions(
@@ -107,7 +66,7 @@ def latent_scatter(
     if labels is not None:
         fig.colorbar(points, ax=ax, label="label")
     ax.set(xlabel=xlabel, ylabel=ylabel, title="posterior means of the test set")
-    _save(fig, path)
+    finish(fig, path)
 
 
 def loss_curve(
@@ -126,4 +85,4 @@ def loss_curve(
         ax.plot(np.arange(window - 1, len(losses)), smooth, lw=1.5, label=f"mean of {window}")
     ax.set(xlabel="step", ylabel=ylabel, title=title)
     ax.legend()
-    _save(fig, path)
+    finish(fig, path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import constraints
 
-from pyrogen import checkpoint as ckpt
+from pyrogen.train import checkpoint as ckpt
 
 
 def _state(step):

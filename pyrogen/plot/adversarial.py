@@ -1,34 +1,19 @@
 """Figures for adversarial training: 2-D samples over the true modes, loss / W1 curves, 1-D
-densities with the critic's landscape, image grids. Matplotlib (Agg backend); every function
+densities with the critic's landscape. Matplotlib (Agg backend); every function
 returns the ``Figure`` and saves it when ``path`` is given."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-
-def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _finish(fig, path: str | os.PathLike | None):
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+from pyrogen.plot.grid import as_numpy as _np
+from pyrogen.plot.grid import finish
 
 
 def plot_samples_2d(
@@ -56,7 +41,8 @@ def plot_samples_2d(
     ax.set_aspect("equal")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=7)
-    return _finish(fig, path)
+    fig.tight_layout()
+    return finish(fig, path)
 
 
 def plot_losses(
@@ -81,7 +67,8 @@ def plot_losses(
         ax.set_xlabel("generator step")
         ax.set_title(labels[key])
     fig.suptitle(title)
-    return _finish(fig, path)
+    fig.tight_layout()
+    return finish(fig, path)
 
 
 def plot_density_1d(
@@ -124,29 +111,5 @@ def plot_density_1d(
         twin.legend(loc="upper right", fontsize=7)
     ax.legend(loc="upper left", fontsize=7)
     ax.set_title(title)
-    return _finish(fig, path)
-
-
-def plot_image_grid(
-    images: Any,
-    shape: tuple[int, int],
-    nrow: int | None = None,
-    title: str = "",
-    path: str | os.PathLike | None = None,
-):
-    """A grid of flattened grey-level images (values in [0, 1])."""
-    x = _np(images).reshape(-1, *shape)
-    n = len(x)
-    nrow = nrow or int(math.ceil(math.sqrt(n)))
-    ncol = int(math.ceil(n / nrow))
-    h, w = shape
-    canvas = np.full((ncol * (h + 1) + 1, nrow * (w + 1) + 1), 0.25)
-    for i, img in enumerate(x):
-        r, c = divmod(i, nrow)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = img
-    fig = plt.figure(figsize=(6, 6 * canvas.shape[0] / canvas.shape[1]))
-    ax = fig.add_subplot(111)
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
-    ax.set_title(title)
-    return _finish(fig, path)
+    fig.tight_layout()
+    return finish(fig, path)

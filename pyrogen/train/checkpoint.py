@@ -30,7 +30,7 @@ import pyro
 import torch
 from torch.distributions import constraints
 
-from pyrogen.files import atomic_write_bytes
+from pyrogen.train.files import atomic_write_bytes
 
 FORMAT = "pyrogen-checkpoint"
 VERSION = 1

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-from pyrogen.checkpoint import list_checkpoints, load_checkpoint
 from pyrogen.train import SVIStep, Trainer
+from pyrogen.train.checkpoint import list_checkpoints, load_checkpoint
 
 N = 25  # batch 10: batches of 10, 10, 5 rows; the last one is split 3 / 2 over two ranks
 

@@ -1,4 +1,4 @@
-"""pyrogen.diagnostics: Stan's ELBO rule, PSIS k-hat, ArviZ InferenceData."""
+"""pyrogen.infer.advi: Stan's ELBO rule, PSIS k-hat, ArviZ InferenceData."""
 
 import math
 import warnings
@@ -10,14 +10,14 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyrogen.diagnostics import (
+from pyrogen.infer import fit
+from pyrogen.infer.advi import (
     ELBOConvergence,
     khat_reading,
     log_importance_weights,
     psis_khat,
     to_inference_data,
 )
-from pyrogen.infer import fit
 
 
 # ------------------------------------------------------------------------ ELBOConvergence

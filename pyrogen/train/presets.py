@@ -1,0 +1,68 @@
+r"""Published and measured training settings, in one place for the CLI, benchmarks and users.
+
+* :data:`PRESETS` — the papers' optimizers by adversarial loss name: GAN (and nsgan, hinge) Adam
+  2e-4, β = (0.5, 0.999), k = 1 (Goodfellow et al. 2014; Radford et al. 2016); WGAN RMSprop 5e-5,
+  c = 0.01, k = 5 (Arjovsky et al. 2017); WGAN-GP Adam 1e-4, β = (0, 0.9), λ = 10, k = 5
+  (Gulrajani et al. 2017).
+* :data:`TOY_DEFAULTS` / :data:`IMAGE_DEFAULTS` — what ``pyrogen gan`` uses on 1-D/2-D toy
+  mixtures and on images when no flag says otherwise (``benchmarks/gan_modes.py`` measures the toy
+  ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Optimizer and schedule of a paper: ``optim`` is ``"adam"`` or ``"rmsprop"``."""
+
+    optim: str
+    lr: float
+    critic_steps: int
+    betas: tuple[float, float] | None = None
+    loss_kwargs: dict[str, float] = field(default_factory=dict)
+
+
+#: The original GAN's settings, also used for losses without a preset of their own.
+DEFAULT_PRESET = Preset("adam", 2e-4, 1, (0.5, 0.999))
+
+#: Paper defaults by loss name.
+PRESETS: dict[str, Preset] = {
+    "gan": DEFAULT_PRESET,
+    "nsgan": DEFAULT_PRESET,
+    "hinge": DEFAULT_PRESET,
+    "wgan": Preset("rmsprop", 5e-5, 5, None, {"clip": 0.01}),
+    "wgan-gp": Preset("adam", 1e-4, 5, (0.0, 0.9), {"penalty": 10.0}),
+}
+
+
+@dataclass(frozen=True)
+class GANDefaults:
+    """Defaults of ``pyrogen gan`` for one kind of data (``pack`` applies to gan/nsgan/hinge;
+    wgan and wgan-gp use 1)."""
+
+    loss: str = "nsgan"
+    steps: int = 20_000
+    batch_size: int = 256
+    pack: int = 2
+    hidden: tuple[int, ...] = (256, 256, 256)
+    latent_dim: int = 2
+    lr_decay: float = 0.0
+    ema: float = 0.999
+    output: str = "identity"
+    critic_activation: str = "relu"
+
+
+#: Toy mixtures (ring8, grid25, 1-D): measured in ``benchmarks/gan_modes.py``.
+TOY_DEFAULTS = GANDefaults()
+
+#: Images (digits, Fashion-MNIST, idx directories): MLPs, sigmoid output, LeakyReLU critic.
+IMAGE_DEFAULTS = GANDefaults(
+    hidden=(512, 512),
+    latent_dim=32,
+    ema=0.0,
+    output="sigmoid",
+    critic_activation="leaky_relu",
+)
