@@ -1,6 +1,7 @@
 """Every example runs with tiny settings; every example in examples/ is listed here."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,67 @@ EXAMPLES = [
 ]
 
 
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    assert match, f"the example's output has no line matching {pattern!r}:\n{text[-2000:]}"
+    return float(match.group(1))
+
+
+def _check_vae(out: str) -> None:
+    train = _number(r"train -ELBO ([-\d.]+)", out)
+    elbo = _number(r"test ELBO ([-\d.]+)", out)
+    log_p = _number(r"test log p\(x\) >= ([-\d.]+)", out)
+    assert 0 < train < 64 * 2 and -64 * 2 < elbo < 0  # nats per 8x8 binary image
+    assert log_p >= elbo  # the importance-sampled bound is at least the ELBO of its particles
+
+
+def _check_score_vs_reparam(out: str) -> None:
+    # every estimator's mean gradient agrees with the exact one within 4 standard errors
+    assert _number(r"largest \|mean - exact\| / standard error.*: ([\d.]+)", out) < 4
+
+
+def _check_wasserstein(out: str) -> None:
+    assert _number(r"exact W1\(p, q\) = ([\d.]+)", out) == 3.0  # the lecture's example
+    bound = _number(r"certified lower bound ([\d.]+) ≤ W1 = 3", out)
+    assert 0 < bound <= 3.0
+    assert _number(r"JSD = ([\d.]+) \(= log 2\)", out) == 0.6931
+    assert _number(r"θ = 0.5 → .* W1 = ([\d.]+)", out) == 0.5
+
+
+def _check_optimal_discriminator(out: str) -> None:
+    assert _number(r"max \|D\(x\) − D\*\(x\)\| on .* = ([\d.]+)", out) < 0.3
+    rows = re.findall(r"^\s+([\d.]+)\s+([\d.e+-]+)\s+([\d.e+-]+)\s+([\d.]+)$", out, re.M)
+    minimax = [float(r[1]) for r in rows]
+    assert len(minimax) >= 4 and minimax[-1] < minimax[0] / 100  # vanishing gradients
+
+
+def _check_advi_regression(out: str) -> None:
+    assert _number(r"in-sample accuracy of the posterior predictive mean: ([\d.]+)", out) > 0.6
+
+
+def _check_eight_schools(out: str) -> None:
+    row = re.search(r"^\s+mu\s+([-\d.]+)\s+([\d.]+)\s+([-\d.]+)\s+([\d.]+)", out, re.M)
+    assert row, out[-2000:]
+    assert all(0 < float(row.group(i)) < 10 for i in (1, 3))  # mean of mu under advi, fullrank
+
+
+def _check_mode_collapse(out: str) -> None:
+    rows = re.findall(r"^(gan|nsgan|wgan)\S*.*\s(\d)/8\s", out, re.M)
+    assert len(rows) == 5, out[-2000:]
+
+
+#: What each example must print (beyond exiting 0).
+CHECKS = {
+    "vae.py": _check_vae,
+    "score_vs_reparam.py": _check_score_vs_reparam,
+    "wasserstein_example.py": _check_wasserstein,
+    "optimal_discriminator.py": _check_optimal_discriminator,
+    "advi_regression.py": _check_advi_regression,
+    "advi_eight_schools.py": _check_eight_schools,
+    "mode_collapse.py": _check_mode_collapse,
+}
+
+
 def test_coverage():
     listed = {cmd.split()[0] for cmd in EXAMPLES}
     present = {p.name for p in EXAMPLES_DIR.glob("*.py")}
@@ -28,6 +90,7 @@ def test_coverage():
     assert not missing, f"examples not registered in tests/test_examples.py: {missing}"
     stale = sorted(listed - present)
     assert not stale, f"registered examples that do not exist: {stale}"
+    assert set(CHECKS) == listed, "every example needs a check of its output in CHECKS"
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -39,3 +102,8 @@ def test_example_runs(example, tmp_path):
     assert result.returncode == 0, (
         f"{example} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     )
+    CHECKS[script](result.stdout)
+    pngs = list(tmp_path.rglob("*.png"))
+    assert pngs, f"{example} wrote no figure"
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000, png
