@@ -115,11 +115,11 @@ class WeightLayout:
 
     def __init__(self, sites: list[dict], max_plate_nesting: int) -> None:
         self.ndim = max_plate_nesting + 1
-        self.sites = [site["name"] for site in sites]
+        self.sites = list(dict.fromkeys(site["name"] for site in sites))
         plates, self.outside = set(), []
         for site in sites:
             frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.dim == -1]
-            if not frames:
+            if not frames and site["name"] not in self.outside:
                 self.outside.append(site["name"])
             plates.update(f.name for f in frames)
         self.plates = sorted(plates)
