@@ -126,12 +126,14 @@ def _estimates(
     bar = tqdm(total=len(data), disable=not progress, desc="evaluate", unit="example")
     for start, size in _chunks(len(data), batch_size):
         x = data[start : start + size].to(device)
-        running_lse = torch.full((size,), -math.inf, device=device)
-        running_sum = torch.zeros(size, device=device)
+        running_lse = running_sum = None  # in the weights' dtype (float64 models stay float64)
         for _, k in _chunks(num_samples, particle_chunk):
             log_w = _log_weights(model_fn, guide_fn, x, k, nesting).to(device)
-            running_lse = torch.logaddexp(running_lse, torch.logsumexp(log_w, dim=0))
-            running_sum += log_w.sum(0)
+            lse, total = torch.logsumexp(log_w, dim=0), log_w.sum(0)
+            if running_lse is None:
+                running_lse, running_sum = lse, total
+            else:
+                running_lse, running_sum = torch.logaddexp(running_lse, lse), running_sum + total
         mean_log_w.append((running_sum / num_samples).cpu())
         log_mean_w.append((running_lse - math.log(num_samples)).cpu())
         bar.update(size)
