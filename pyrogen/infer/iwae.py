@@ -153,7 +153,9 @@ class IWAE(_ParticleELBO):
     where :math:`s` is the data plate's subsampling scale (``size / subsample_size``). Particles
     are vectorized in an outer :func:`~pyro.plate` at dim ``-(max_plate_nesting + 1)``. When every
     sample site lies in one plate at dim -1 (the data plate of a VAE) the log-sum-exp is taken per
-    example; otherwise over the whole log joint.
+    example; otherwise over the whole log joint. Traces and log weights come from
+    :mod:`pyrogen.infer.importance` (the functions evaluation and PSIS use); this class adds the
+    gradient estimators.
 
     ``estimator`` selects the gradient: ``"standard"`` [1], ``"stl"`` [2] or ``"dreg"`` [3]
     (see :mod:`pyrogen.infer.iwae`). ``"dreg"`` replays the model once more on detached samples
