@@ -14,6 +14,7 @@ from pyrogen.infer.adversarial import (
 )
 from pyrogen.infer.advi import ADVIResult, ConvergenceWarning, fit
 from pyrogen.infer.elbo import ELBO, OBJECTIVES, get_objective
+from pyrogen.infer.importance import LogWeights, log_importance_weights
 from pyrogen.infer.iwae import IWAE, STL_ELBO
 from pyrogen.infer.score import ScoreFunctionMessenger, score_function
 from pyrogen.infer.variance import GradStats, gradient_variance
@@ -31,6 +32,7 @@ __all__: list[str] = [
     "ConvergenceWarning",
     "GradStats",
     "HingeGAN",
+    "LogWeights",
     "MinimaxGAN",
     "NonSaturatingGAN",
     "ScoreFunctionMessenger",
@@ -40,5 +42,6 @@ __all__: list[str] = [
     "get_objective",
     "gradient_penalty",
     "gradient_variance",
+    "log_importance_weights",
     "score_function",
 ]

@@ -35,20 +35,24 @@ References
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import pyro
-import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.infer.elbo import ELBO as _PyroELBO
-from pyro.infer.util import is_validation_enabled
-from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
+from pyro.util import warn_if_nan
 
-_PARTICLE_PLATE = "num_particles_vectorized"
+from .importance import (
+    WeightLayout,
+    check_guide_sites,
+    log_mean_weight,
+    log_weights_of,
+    particle_traces,
+    sample_sites,
+    sum_log_probs,
+)
+
 _IWAE_ESTIMATORS = ("standard", "stl", "dreg")
 
 
@@ -58,36 +62,6 @@ def _validate_num_particles(num_particles: Any) -> int:
     return num_particles
 
 
-def _sample_sites(trace) -> dict[str, dict]:
-    return {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    }
-
-
-def _check_guide_sites(model_trace, guide_trace, require_reparam: bool = False) -> None:
-    """Raise if a (non-auxiliary) guide site is not a latent site of the model, or if
-    ``require_reparam`` and a guide site cannot be reparameterized."""
-    model_latents = sorted(
-        name for name, site in _sample_sites(model_trace).items() if not site["is_observed"]
-    )
-    for name, site in _sample_sites(guide_trace).items():
-        if site["infer"].get("is_auxiliary"):
-            continue
-        if name not in model_latents:
-            raise ValueError(
-                f"Guide sample site {name!r} is not a latent sample site of the model; "
-                f"the model's latent sites are {model_latents}. Rename the guide site, or mark "
-                "it infer={'is_auxiliary': True} if it is an auxiliary variable."
-            )
-        if require_reparam and not getattr(site["fn"], "has_rsample", False):
-            raise ValueError(
-                f"Guide site {name!r} ({type(site['fn']).__name__}) has no reparameterized "
-                "sampler; use estimator='score' or 'auto' for it."
-            )
-
-
 class _GuideCheck:
     """Mixin for Pyro ELBOs: clear errors for guide sites missing from the model."""
 
@@ -95,60 +69,8 @@ class _GuideCheck:
 
     def _get_trace(self, model, guide, args, kwargs):
         model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
-        _check_guide_sites(model_trace, guide_trace, self._require_reparam)
+        check_guide_sites(model_trace, guide_trace, self._require_reparam)
         return model_trace, guide_trace
-
-
-def _site_scale(site) -> float:
-    scale = site["scale"]
-    if isinstance(scale, torch.Tensor):
-        if scale.numel() != 1:
-            raise NotImplementedError(
-                f"Site {site['name']!r} has a tensor scale of shape {tuple(scale.shape)}; "
-                "multi-sample objectives support only one scalar scale shared by all sites."
-            )
-        scale = scale.item()
-    return float(scale)
-
-
-class _Layout:
-    """How per-site log-densities reduce to per-particle (and per-example) log weights.
-
-    ``local`` when every site lies in one plate at dim -1 (the data plate): log weights then have
-    shape ``(K, batch)`` and the bound factorizes over examples. Otherwise they have shape
-    ``(K,)``. ``scale`` is the single subsampling/poutine scale shared by every site.
-    """
-
-    def __init__(self, sites: list[dict], max_plate_nesting: int) -> None:
-        self.ndim = max_plate_nesting + 1
-        names = set()
-        local = max_plate_nesting >= 1
-        for site in sites:
-            frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.dim == -1]
-            if not frames:
-                local = False
-            names.update(f.name for f in frames)
-        self.local = local and len(names) == 1
-        scales = {_site_scale(site) for site in sites}
-        if len(scales) > 1 and max(scales) - min(scales) > 1e-6 * max(abs(s) for s in scales):
-            raise NotImplementedError(
-                "Multi-sample objectives need every site to share one scale (e.g. every site "
-                f"inside the subsampled data plate), but got scales {sorted(scales)} across "
-                f"sites {[site['name'] for site in sites]}."
-            )
-        self.scale = scales.pop() if scales else 1.0
-
-    def reduce(self, site, log_prob: torch.Tensor) -> torch.Tensor:
-        log_prob = scale_and_mask(log_prob, mask=site["mask"])
-        if log_prob.dim() > self.ndim:
-            raise NotImplementedError(
-                f"Site {site['name']!r} has log_prob shape {tuple(log_prob.shape)} with more than "
-                f"max_plate_nesting + 1 = {self.ndim} dims; enumeration is not supported."
-            )
-        log_prob = log_prob.reshape((1,) * (self.ndim - log_prob.dim()) + log_prob.shape)
-        keep = 2 if self.local else 1
-        dims = tuple(range(1, self.ndim - keep + 1))
-        return log_prob.sum(dims) if dims else log_prob
 
 
 class _ParticleELBO(_PyroELBO):
@@ -165,53 +87,23 @@ class _ParticleELBO(_PyroELBO):
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError("multi-sample objectives trace all particles at once")
 
-    def _particles(self, fn):
-        dim = -(int(self.max_plate_nesting) + 1)
-        return pyro.plate(_PARTICLE_PLATE, self.num_particles, dim=dim)(fn)
-
     def _particle_traces(self, model, guide, args, kwargs, detached_model: bool = False):
         """Returns ``(model_trace, guide_trace, detached_model_trace or None, layout)``."""
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
-        model, guide = self._particles(model), self._particles(guide)
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
+        return particle_traces(
+            model,
+            guide,
+            args,
+            kwargs,
+            self.num_particles,
+            int(self.max_plate_nesting),
+            detached_model=detached_model,
         )
-        detached_trace = None
-        if detached_model:
-            frozen = guide_trace.copy()
-            for name, site in _sample_sites(guide_trace).items():
-                frozen.nodes[name] = dict(site, value=site["value"].detach())
-            detached_trace = poutine.trace(poutine.replay(model, trace=frozen)).get_trace(
-                *args, **kwargs
-            )
-        nesting = int(self.max_plate_nesting) + 1
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace, nesting)
-        _check_guide_sites(model_trace, guide_trace)
-        traces = [prune_subsample_sites(t) for t in (model_trace, guide_trace)]
-        if detached_trace is not None:
-            detached_trace = prune_subsample_sites(detached_trace)
-            detached_trace.compute_log_prob()
-        for trace in traces:
-            trace.compute_log_prob()
-            if is_validation_enabled():
-                for site in _sample_sites(trace).values():
-                    check_site_shape(site, nesting)
-        model_trace, guide_trace = traces
-        sites = list(_sample_sites(model_trace).values()) + list(
-            _sample_sites(guide_trace).values()
-        )
-        layout = _Layout(sites, int(self.max_plate_nesting))
-        return model_trace, guide_trace, detached_trace, layout
 
     @staticmethod
-    def _sum_sites(trace, layout: _Layout, key: str = "unscaled_log_prob"):
-        total = 0.0
-        for site in _sample_sites(trace).values():
-            total = total + layout.reduce(site, site[key])
-        return total
+    def _sum_sites(trace, layout: WeightLayout, key: str = "unscaled_log_prob"):
+        return sum_log_probs(trace, layout, key)
 
     def _elbo_and_surrogate(self, model, guide, args, kwargs):
         raise NotImplementedError
@@ -239,6 +131,17 @@ class _ParticleELBO(_PyroELBO):
         return loss.item()
 
 
+def _path_log_q(guide_trace, layout: WeightLayout) -> torch.Tensor:
+    r""":math:`\log q_{\mathrm{sg}(\phi)}(z(\phi))`: the guide's log-density differentiated
+    only through its samples (the direct dependence on the parameters stopped)."""
+    total = torch.zeros(())
+    for site in sample_sites(guide_trace).values():
+        lp = site["unscaled_log_prob"]
+        lp_fixed_z = site["fn"].log_prob(site["value"].detach())
+        total = total + layout.reduce(site, lp - lp_fixed_z + lp_fixed_z.detach())
+    return total
+
+
 class IWAE(_ParticleELBO):
     r"""Importance-weighted bound of Burda et al. [1] with a choice of gradient estimator.
 
@@ -250,7 +153,9 @@ class IWAE(_ParticleELBO):
     where :math:`s` is the data plate's subsampling scale (``size / subsample_size``). Particles
     are vectorized in an outer :func:`~pyro.plate` at dim ``-(max_plate_nesting + 1)``. When every
     sample site lies in one plate at dim -1 (the data plate of a VAE) the log-sum-exp is taken per
-    example; otherwise over the whole log joint.
+    example; otherwise over the whole log joint. Traces and log weights come from
+    :mod:`pyrogen.infer.importance` (the functions evaluation and PSIS use); this class adds the
+    gradient estimators.
 
     ``estimator`` selects the gradient: ``"standard"`` [1], ``"stl"`` [2] or ``"dreg"`` [3]
     (see :mod:`pyrogen.infer.iwae`). ``"dreg"`` replays the model once more on detached samples
@@ -300,31 +205,20 @@ class IWAE(_ParticleELBO):
         model_trace, guide_trace, detached_trace, layout = self._particle_traces(
             model, guide, args, kwargs, detached_model=dreg
         )
-        _check_guide_sites(model_trace, guide_trace, require_reparam=True)
-        log_p = self._sum_sites(model_trace, layout)
-        log_q = 0.0
-        log_q_path = 0.0
-        for site in _sample_sites(guide_trace).values():
-            lp = site["unscaled_log_prob"]
-            log_q = log_q + layout.reduce(site, lp)
-            if need_grad and self.estimator in ("stl", "dreg"):
-                lp_fixed_z = site["fn"].log_prob(site["value"].detach())
-                lp = lp - lp_fixed_z + lp_fixed_z.detach()
-                log_q_path = log_q_path + layout.reduce(site, lp)
-        log_w = log_p - log_q
-        log_k = math.log(self.num_particles)
-        elbo = layout.scale * (torch.logsumexp(log_w, dim=0) - log_k).sum()
+        check_guide_sites(model_trace, guide_trace, require_reparam=True)
+        scale = layout.scale
+        log_w = log_weights_of(model_trace, guide_trace, layout, self.num_particles)
+        elbo = scale * log_mean_weight(log_w).sum()
         if not need_grad or self.estimator == "standard":
             return elbo, elbo
-        log_w_path = log_p - log_q_path
+        log_w_path = sum_log_probs(model_trace, layout) - _path_log_q(guide_trace, layout)
         if self.estimator == "stl":
-            surrogate = layout.scale * torch.logsumexp(log_w_path, dim=0).sum()
-            return elbo, surrogate
+            return elbo, scale * torch.logsumexp(log_w_path, dim=0).sum()
         # DReG: guide gets sum_k w~^2 dlog w/dz dz/dphi; model gets sum_k w~ grad log p.
         weights = torch.softmax(log_w.detach(), dim=0)
-        log_p_fixed_z = self._sum_sites(detached_trace, layout)
+        log_p_fixed_z = sum_log_probs(detached_trace, layout)
         surrogate = (weights**2 * (log_w_path - log_p_fixed_z) + weights * log_p_fixed_z).sum()
-        return elbo, layout.scale * surrogate
+        return elbo, scale * surrogate
 
 
 class STL_ELBO(_GuideCheck, Trace_ELBO):
@@ -356,7 +250,7 @@ class STL_ELBO(_GuideCheck, Trace_ELBO):
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         loss, surrogate_loss = super()._differentiable_loss_particle(model_trace, guide_trace)
-        for site in _sample_sites(guide_trace).values():
+        for site in sample_sites(guide_trace).values():
             if getattr(site["fn"], "has_rsample", False):
                 lp = site["fn"].log_prob(site["value"].detach())
                 lp = scale_and_mask(lp, site["scale"], site["mask"]).sum()

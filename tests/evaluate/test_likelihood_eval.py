@@ -4,6 +4,7 @@ import math
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import pytest
 import torch
 
@@ -112,3 +113,83 @@ def test_global_latent_is_rejected_with_a_clear_message():
 
     with pytest.raises(ValueError, match="'mu'.*inside the data plate"):
         log_likelihood(Global(), torch.zeros(4, 1), num_samples=3)
+
+
+def _spy_on_draws(monkeypatch):
+    """Record every chunk of log weights that the evaluation draws: ``(x chunk, (k, b) log w)``."""
+    import pyrogen.evaluate.likelihood as lik
+
+    calls, real = [], lik.log_importance_weights
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append((args[2], out.log_weights))
+        return out
+
+    monkeypatch.setattr(lik, "log_importance_weights", spy)
+    return calls
+
+
+def _table(calls, data):
+    """The (K, N) table of every drawn log weight, examples located by their rows in ``data``."""
+    columns = {}
+    for x, log_w in calls:
+        start = int((data == x[0]).all(-1).nonzero()[0])
+        torch.testing.assert_close(data[start : start + len(x)], x)
+        columns.setdefault(start, []).append(log_w)
+    return torch.cat([torch.cat(columns[s], 0) for s in sorted(columns)], 1)
+
+
+def test_chunked_evaluation_equals_unchunked_on_the_same_draws(monkeypatch):
+    """N = 7 examples in chunks of 3 (3, 3, 1) and K = 7 particles in chunks of 3 (3, 3, 1): the
+    running log-sum-exp and sums must give exactly the unchunked estimates of the drawn weights.
+    Averaging chunk means, or taking a log-sum-exp per chunk and averaging, would not."""
+    import pyrogen.evaluate.likelihood as lik
+
+    monkeypatch.setattr(lik, "MAX_CHUNK_ELEMENTS", 3 * 5 * 3)  # batch 3 x 5 features x 3 particles
+    m = LinearGaussian(shift=0.4, widen=1.8)
+    x = _data(m, 7)
+    calls = _spy_on_draws(monkeypatch)
+    got_elbo, got_ll = elbo_and_log_likelihood(m, x, num_samples=7, batch_size=3)
+    sizes = [tuple(log_w.shape) for _, log_w in calls]
+    assert sizes == [(3, 3), (3, 3), (1, 3)] * 2 + [(3, 1), (3, 1), (1, 1)]
+    table = _table(calls, x)
+    assert table.shape == (7, 7)
+    assert table.std(0).min() > 0.05  # the weights vary over particles: chunking matters
+    per_example_ll = table.logsumexp(0) - math.log(7)
+    assert got_ll == pytest.approx(per_example_ll.mean().item(), abs=1e-6)
+    assert got_elbo == pytest.approx(table.mean().item(), abs=1e-6)
+    calls.clear()
+    pyro.set_rng_seed(1)
+    ll = log_likelihood(m, x, num_samples=7, batch_size=3, reduction="none")
+    torch.testing.assert_close(ll, _table(calls, x).logsumexp(0) - math.log(7), atol=1e-6, rtol=0)
+
+
+def test_per_example_log_likelihood_of_a_users_program_is_the_closed_form():
+    """A user's own model/guide functions, the data plate subsampled with scale 100 / B: the
+    evaluation ignores that scale and returns log N(x_i; b, W W^T + s^2 I) for each example."""
+    m = LinearGaussian()
+    x = _data(m, 9)
+
+    def model(x):
+        with poutine.scale(scale=100 / len(x)):  # as if x were a mini-batch of 100 examples
+            m.model(x)
+
+    def guide(x):
+        with poutine.scale(scale=100 / len(x)):
+            m.guide(x)
+
+    ll = log_likelihood(model, x, num_samples=4, batch_size=4, reduction="none", guide=guide)
+    torch.testing.assert_close(ll, m.evidence(x), atol=1e-6, rtol=0)
+    per_example_elbo = elbo(model, x, num_samples=3, reduction="none", guide=guide)
+    torch.testing.assert_close(per_example_elbo, m.evidence(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(log_weights(model, x, 2, guide=guide), m.evidence(x).expand(2, 9))
+
+
+def test_inexact_guide_per_example_log_likelihood_converges_to_the_closed_form():
+    m = LinearGaussian(shift=0.2, widen=1.3)
+    x = _data(m, 5)
+    ll = log_likelihood(m.model, x, num_samples=4000, reduction="none", guide=m.guide)
+    w = log_weights(m, x, 4000).exp()
+    se = w.std(0) / (math.sqrt(4000) * w.mean(0))
+    assert ((ll - m.evidence(x)).abs() <= 5 * se + 1e-3).all()

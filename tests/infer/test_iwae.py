@@ -14,10 +14,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import SVI
+from pyro.infer import SVI, RenyiELBO
 from pyro.optim import ClippedAdam
 
-from pyrogen.infer import ELBO, IWAE, STL_ELBO, gradient_variance
+from pyrogen.infer import ELBO, IWAE, STL_ELBO, gradient_variance, log_importance_weights
 
 N, S = 6, 0.8
 W = torch.tensor([[1.5, 0.0, 0.0], [0.0, 0.7, 0.5]])
@@ -219,3 +219,160 @@ def test_iwae_rejects_non_reparameterized_guides_and_mixed_scales():
         pyro.sample("mu", post)
 
     assert -IWAE(4).loss(global_model, exact_guide, ALL) == pytest.approx(log_px.item(), abs=1e-4)
+
+
+# ------------------------------------------------------------ against Pyro's RenyiELBO(alpha=0)
+
+
+def _renyi(k):
+    return RenyiELBO(alpha=0, num_particles=k, vectorize_particles=True, max_plate_nesting=1)
+
+
+def test_iwae_equals_pyro_renyi_alpha_zero_without_subsampling():
+    """Pyro's Renyi bound keeps plates common to every site, so with all sites in the data plate
+    its log-sum-exp is per example too: same draws, same value and same gradient."""
+    _set_guide(POST_LOC + 0.5, 1.5 * POST_VAR.sqrt().expand(N, 2))
+    params = ("loc", "scale", "b")
+    results = []
+    for loss in (IWAE(8, max_plate_nesting=1), _renyi(8)):
+        pyro.set_rng_seed(7)
+        value = loss.loss(model, guide, ALL)
+        for name in params:
+            pyro.param(name).unconstrained().grad = None
+        pyro.set_rng_seed(7)
+        assert loss.loss_and_grads(model, guide, ALL) == pytest.approx(value, rel=1e-6)
+        results.append((value, [pyro.param(n).unconstrained().grad.clone() for n in params]))
+    (ours, our_grads), (pyro_value, pyro_grads) = results
+    assert ours == pytest.approx(pyro_value, rel=1e-6)
+    assert abs(ours + LOG_PX.sum().item()) > 0.1  # off the posterior: weights are not constant
+    for name, a, b in zip(params, our_grads, pyro_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_iwae_and_pyro_renyi_differ_under_subsampling():
+    """With scale s = N / b, pyrogen's bound is s sum_i [logsumexp_k log w_ki - log K] (the
+    scale outside the log-sum-exp); Pyro's Renyi uses the scaled site log_prob, i.e.
+    sum_i [logsumexp_k s log w_ki - log K]. Both from the very same draws."""
+    _set_guide(POST_LOC + 0.5, 1.5 * POST_VAR.sqrt().expand(N, 2))
+    idx, k = torch.tensor([1, 4]), 8
+    s = N / len(idx)
+    pyro.set_rng_seed(3)
+    log_w, scale = log_importance_weights(model, guide, idx, num_samples=k, max_plate_nesting=1)
+    assert scale == pytest.approx(s)
+    outside = s * (log_w.logsumexp(0) - math.log(k)).sum().item()
+    inside = (torch.logsumexp(s * log_w, 0) - math.log(k)).sum().item()
+    for loss, expected in ((IWAE(k, max_plate_nesting=1), outside), (_renyi(k), inside)):
+        pyro.set_rng_seed(3)
+        assert -loss.loss(model, guide, idx) == pytest.approx(expected, rel=1e-6)
+    assert abs(outside - inside) > 1.0
+
+
+# ------------------------------------------------- gradients under a subsampled data plate
+#
+# An amortized linear guide q(z_i | x_i) = N((x_i - B) A + c, diag(sigma^2)) whose noise comes from
+# a fixed table EPS[k, i] (a reparameterized Normal with given standard-normal draws): then the
+# per-example terms of every estimator are the same function of (example, particle) in the
+# full batch and in any mini-batch, so the mini-batch gradient averaged over a partition of the
+# data must equal the full-batch gradient *exactly*. A subsampling scale dropped, applied twice or
+# moved inside the log-sum-exp changes the average by a factor ~3 (N / b = 3).
+
+A_STAR = W.T / S**2 * POST_VAR  # the posterior mean is (x - b) A_STAR
+PARTITION = [torch.tensor([0, 3]), torch.tensor([4, 1]), torch.tensor([2, 5])]
+EPS = torch.randn(5, N, 2, generator=torch.Generator().manual_seed(11))
+
+
+class _FixedNoiseNormal(dist.Normal):
+    """``Normal(loc, scale)`` whose reparameterized sample is ``loc + scale * noise``."""
+
+    def __init__(self, loc, scale, noise):
+        self.noise = noise
+        super().__init__(loc, scale)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return type(self)(
+            self.loc.expand(shape), self.scale.expand(shape), self.noise.expand(shape)
+        )
+
+    def rsample(self, sample_shape=torch.Size()):
+        assert sample_shape == torch.Size()
+        return self.loc + self.scale * self.noise
+
+
+def linear_guide(idx, k=None):
+    a = pyro.param("A", A_STAR + 0.3)
+    c = pyro.param("c", torch.tensor([0.2, -0.1]))
+    sigma = pyro.param("sigma", 1.5 * POST_VAR.sqrt(), dist.constraints.positive)
+    noise = EPS[0, idx] if k is None else EPS[:k, idx]  # (b, 2) or (K, b, 2)
+    loc = ((X[idx] - B) @ a + c).expand(noise.shape)
+    with pyro.plate("data", N, subsample=idx, dim=-1):
+        pyro.sample("z", _FixedNoiseNormal(loc, sigma.expand(noise.shape), noise).to_event(1))
+
+
+def amortized_model(idx, k=None):
+    model(idx)
+
+
+def _grads(loss, idx, k):
+    for name in ("A", "c", "sigma", "b"):
+        if name in pyro.get_param_store():
+            pyro.param(name).unconstrained().grad = None
+    loss.loss_and_grads(amortized_model, linear_guide, idx, k)
+    return {n: pyro.param(n).unconstrained().grad.clone() for n in ("A", "c", "sigma", "b")}
+
+
+@pytest.mark.parametrize(
+    "loss, k",
+    [
+        (STL_ELBO(), None),
+        (IWAE(5, estimator="stl", max_plate_nesting=1), 5),
+        (IWAE(5, estimator="dreg", max_plate_nesting=1), 5),
+        (IWAE(5, max_plate_nesting=1), 5),
+    ],
+    ids=["stl", "iwae-stl", "dreg", "iwae"],
+)
+def test_minibatch_gradients_average_to_the_full_batch_gradient(loss, k):
+    full = _grads(loss, ALL, k)
+    parts = [_grads(loss, idx, k) for idx in PARTITION]
+    for name, g in full.items():
+        mean = sum(p[name] for p in parts) / len(parts)
+        assert g.abs().max() > 0.1, name  # off the posterior: a nonzero gradient to compare
+        torch.testing.assert_close(mean, g, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _analytic_elbo_of(a, c, log_sigma, b):
+    loc, scale = (X - B) @ a + c, log_sigma.exp().expand(N, 2)
+    resid = X - b - loc @ W
+    trace_term = (scale**2 * (W**2).sum(1)).sum(-1)
+    ll = -1.5 * math.log(2 * math.pi * S**2) - ((resid**2).sum(-1) + trace_term) / (2 * S**2)
+    kl = 0.5 * (scale**2 + loc**2 - 1 - 2 * scale.log()).sum(-1)
+    return (ll - kl).sum()
+
+
+def test_stl_gradient_with_random_subsample_is_unbiased_for_the_full_batch_elbo():
+    """Pyro draws the mini-batch (subsample_size=2) and the guide a fresh z: the average of the
+    STL gradient must be the gradient of the closed-form full-batch ELBO."""
+
+    def sub_model(batch):
+        b = pyro.param("b", B.clone())
+        with pyro.plate("data", N, subsample_size=batch, dim=-1) as idx:
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).expand([batch, 2]).to_event(1))
+            pyro.sample("x", dist.Normal(z @ W + b, S).to_event(1), obs=X[idx])
+
+    def sub_guide(batch):
+        a = pyro.param("A", A_STAR + 0.3)
+        c = pyro.param("c", torch.tensor([0.2, -0.1]))
+        sigma = pyro.param("sigma", 1.5 * POST_VAR.sqrt(), dist.constraints.positive)
+        with pyro.plate("data", N, subsample_size=batch, dim=-1) as idx:
+            pyro.sample("z", dist.Normal((X[idx] - B) @ a + c, sigma).to_event(1))
+
+    n = 400
+    stats = gradient_variance(STL_ELBO(), sub_model, sub_guide, 2, num_samples=n)
+    exact = [A_STAR + 0.3, torch.tensor([0.2, -0.1]), (1.5 * POST_VAR.sqrt()).log(), B.clone()]
+    exact = [t.requires_grad_() for t in exact]
+    (-_analytic_elbo_of(*exact)).backward()
+    for name, p in zip(("A", "c", "sigma", "b"), exact, strict=True):
+        se = (stats[name].variance / n).sqrt()
+        assert ((stats[name].mean - p.grad).abs() < 4.5 * se).all(), name
+        # power: a scale dropped (x1/3) or squared (x3) moves the mean by >= 2/3 |grad|
+        assert 4.5 * se.norm() < 2 / 3 * p.grad.norm(), name

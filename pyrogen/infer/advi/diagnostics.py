@@ -29,7 +29,6 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import Predictive
-from pyro.infer.importance import vectorized_importance_weights
 
 from pyrogen.infer.advi._trace import (
     VariationalFit,
@@ -40,6 +39,7 @@ from pyrogen.infer.advi._trace import (
     _site_names,
     _vectorized,
 )
+from pyrogen.infer.importance import log_importance_weights as _log_weights
 
 if TYPE_CHECKING:
     import arviz
@@ -72,7 +72,8 @@ def log_importance_weights(
 ) -> torch.Tensor:
     r"""Log importance ratios :math:`\log p(x, z^{(s)}) - \log q(z^{(s)})`, :math:`z^{(s)} \sim q`.
 
-    Vectorized over draws with Pyro's ``vectorized_importance_weights`` (in chunks of 1000).
+    The joint weights of :func:`pyrogen.infer.importance.log_importance_weights` (draws
+    vectorized in an outer plate, in chunks of 1000), times the sites' common scale.
 
     :param result: a fit returned by :func:`pyrogen.infer.fit`.
     :param args: model arguments (default: those of the fit).
@@ -87,15 +88,21 @@ def log_importance_weights(
     with result.param_scope(), _vectorized("psis_khat / log_importance_weights"):
         while left > 0:
             size = min(left, 1000)
-            lw = vectorized_importance_weights(
+            log_w, scale = _log_weights(
                 result.model,
                 result.guide,
                 *args,
                 num_samples=size,
                 max_plate_nesting=mpn,
+                per_example=False,
                 **kwargs,
-            )[0]
-            chunks.append(lw.reshape(-1).expand(size))
+            )
+            if scale is None:
+                raise NotImplementedError(
+                    "The model's sites have different scales (subsampling or poutine.scale on "
+                    "some sites); importance weights need one scale shared by every site."
+                )
+            chunks.append(scale * log_w)
             left -= size
     return torch.cat(chunks)
 
