@@ -41,7 +41,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -49,9 +49,18 @@ from tqdm.auto import tqdm
 from pyrogen.train import distributed
 from pyrogen.train.files import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from pyrogen.train.checkpoint import Checkpointer
-    from pyrogen.train.trainer import Trainer
+__all__ = [
+    "Callback",
+    "CheckpointEvery",
+    "History",
+    "ProgressBar",
+    "StopOnSignal",
+    "TensorBoard",
+    "TrainState",
+    "TrainingInterrupted",
+]
+
+Trainer = Any  # pyrogen.train.Trainer (not imported: it imports this module)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -199,9 +208,10 @@ class TensorBoard(Callback):
 
 class CheckpointEvery(Callback):
     """A checkpoint every ``every`` steps (``None``: none on the way) and one at the end, unless
-    training failed or the newest checkpoint already holds the final step."""
+    training failed or the newest checkpoint already holds the final step; ``checkpointer`` is
+    a :class:`~pyrogen.train.checkpoint.Checkpointer`."""
 
-    def __init__(self, checkpointer: Checkpointer, every: int | None = None) -> None:
+    def __init__(self, checkpointer: Any, every: int | None = None) -> None:
         self.checkpointer, self.every = checkpointer, every
 
     def on_step_end(self, trainer, state, record) -> None:

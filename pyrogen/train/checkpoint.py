@@ -41,7 +41,27 @@ from pyrogen.train.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from pyrogen.train.callbacks import TrainState
-    from pyrogen.train.trainer import Trainer
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "Checkpointer",
+    "checkpoint_path",
+    "checksum",
+    "data_fingerprint",
+    "get_param_store_state",
+    "get_rng_state",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_latest",
+    "save_checkpoint",
+    "set_param_store_state",
+    "set_rng_state",
+    "set_seed",
+]
+
+Trainer = Any  # pyrogen.train.Trainer (not imported: it imports this module)
 
 FORMAT = "pyrogen-checkpoint"
 VERSION = 2  # 2: the step's state holds each tensor once, no param store; data fingerprint
