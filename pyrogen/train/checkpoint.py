@@ -303,6 +303,7 @@ class Checkpointer:
     def start(self, trainer: Trainer, state: TrainState, data: torch.Tensor) -> None:
         """Fingerprint the training data, then restore the newest checkpoint if ``resume``."""
         self._data = {"num_data": len(data), "data_sha256": data_fingerprint(data)}
+        self.last_path, self.last_step = None, None
         if self.resume:
             self.restore(trainer, state)
 

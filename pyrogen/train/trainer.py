@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+_HOOKS = ("on_train_begin", "on_step_end", "on_train_end")
 
 
 def iterate_minibatches(
@@ -114,6 +115,18 @@ def _check_arguments(epochs, steps, nonfinite, checkpoint_dir, resume, **positiv
         raise ValueError(f"Expected nonfinite='raise' or 'skip', got {nonfinite!r}.")
     if (positive["checkpoint_every"] or resume) and checkpoint_dir is None:
         raise ValueError("checkpoint_every= and resume= need a checkpoint_dir=.")
+
+
+def _checked_callbacks(callbacks: Iterable[Callback]) -> list[Callback]:
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        missing = [h for h in _HOOKS if not callable(getattr(callback, h, None))]
+        if missing:
+            raise TypeError(
+                f"{type(callback).__name__} lacks {missing}; subclass pyrogen.train.Callback"
+                " (its hooks do nothing unless overridden)."
+            )
+    return callbacks
 
 
 class Trainer:
@@ -187,7 +200,7 @@ class Trainer:
         self.checkpointer = None
         if checkpoint_dir is not None:
             self.checkpointer = Checkpointer(checkpoint_dir, keep_checkpoints, config, resume)
-        self.callbacks: list[Any] = list(callbacks)
+        self.callbacks: list[Callback] = _checked_callbacks(callbacks)
         if progress:
             self.callbacks.append(ProgressBar())
         if tensorboard is not None:

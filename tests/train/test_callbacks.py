@@ -174,3 +174,12 @@ def test_a_signal_checkpoints_then_raises_and_restores_the_handlers(tmp_path):
     assert err.value.step == 2 and err.value.path == list_checkpoints(tmp_path)[-1]
     assert load_checkpoint(err.value.path)["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_object_without_the_hooks_is_refused():
+    class OnlyStepEnd:
+        def on_step_end(self, trainer, state, record):
+            pass
+
+    with pytest.raises(TypeError, match=r"OnlyStepEnd lacks \['on_train_begin', 'on_train_end'\]"):
+        Trainer(Sum(), steps=1, callbacks=[OnlyStepEnd()])
