@@ -94,9 +94,8 @@ def _write_figures(vae: VAE, dataset, history, out: Path, seed: int) -> None:
     walks = random_walk(starts, steps=12, step_size=0.35, generator=generator)  # (12, 6, L)
     plot.random_walk(vae.decode(walks).transpose(0, 1).cpu(), shape, out / "random_walk.png")
     plot.latent_scatter(codes.cpu(), dataset.test_y, out / "latent.png")
-    per_example = [loss / len(dataset.train_x) for loss in history.losses]
-    plot.loss_curve(
-        per_example, out / "loss.png", "−ELBO per training example (nats)", "training loss"
+    plot.loss_curve(  # SVIStep(loss_scale=1 / N) already records nats per example
+        history.losses, out / "loss.png", "−ELBO per training example (nats)", "training loss"
     )
 
 

@@ -1,14 +1,28 @@
 """Training: the :class:`Trainer` loop and the steps it drives.
 
-* :mod:`~pyrogen.train.trainer` — :class:`Trainer`, :class:`History`, seeding and batching;
+* :mod:`~pyrogen.train.trainer` — :class:`Trainer`, seeding and batching;
+* :mod:`~pyrogen.train.callbacks` — the :class:`Callback` protocol, :class:`TrainState`,
+  :class:`History` and the built-in callbacks (progress, TensorBoard, checkpoints, signals);
 * :mod:`~pyrogen.train.steps` — :class:`SVIStep`, :class:`AdversarialStep`, the
   :class:`TrainingStep` protocol;
-* :mod:`~pyrogen.train.checkpoint` — atomic, checksummed checkpoints and RNG states;
+* :mod:`~pyrogen.train.checkpoint` — :class:`Checkpointer`; atomic, checksummed checkpoint
+  files and RNG states;
 * :mod:`~pyrogen.train.distributed` — data-parallel training under ``torchrun``;
 * :mod:`~pyrogen.train.presets` — published GAN settings and ``pyrogen gan``'s defaults;
 * :mod:`~pyrogen.train.files` — atomic file writing.
 """
 
+from pyrogen.train.callbacks import (
+    Callback,
+    CheckpointEvery,
+    History,
+    ProgressBar,
+    StopOnSignal,
+    TensorBoard,
+    TrainingInterrupted,
+    TrainState,
+)
+from pyrogen.train.checkpoint import Checkpointer
 from pyrogen.train.steps import (
     AdversarialStep,
     Batch,
@@ -17,21 +31,21 @@ from pyrogen.train.steps import (
     TrainingStep,
     claim_param_names,
 )
-from pyrogen.train.trainer import (
-    History,
-    Trainer,
-    TrainingInterrupted,
-    epoch_order,
-    iterate_minibatches,
-    set_seed,
-)
+from pyrogen.train.trainer import Trainer, epoch_order, iterate_minibatches, set_seed
 
 __all__ = [
     "AdversarialStep",
     "Batch",
+    "Callback",
+    "CheckpointEvery",
+    "Checkpointer",
     "History",
     "NonFiniteError",
+    "ProgressBar",
     "SVIStep",
+    "StopOnSignal",
+    "TensorBoard",
+    "TrainState",
     "Trainer",
     "TrainingInterrupted",
     "TrainingStep",

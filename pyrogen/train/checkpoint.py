@@ -11,29 +11,60 @@ truncated or bit-flipped file is detected and the previous checkpoint is used in
 
 RNG states (python, numpy, torch CPU and CUDA; Pyro draws from these) are converted to tensors by
 :func:`get_rng_state` and restored by :func:`set_rng_state`.
+
+:class:`Checkpointer` saves and restores a :class:`~pyrogen.train.Trainer`'s run with these: the
+step's ``state_dict()`` (which holds every tensor it trains, once), the position, history, RNG
+states, stateful callbacks and the run's settings, and refuses to resume with other settings or
+other data (:func:`data_fingerprint`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import random
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyro
 import torch
 from torch.distributions import constraints
 
+from pyrogen.train import distributed
 from pyrogen.train.files import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from pyrogen.train.callbacks import TrainState
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "Checkpointer",
+    "checkpoint_path",
+    "checksum",
+    "data_fingerprint",
+    "get_param_store_state",
+    "get_rng_state",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_latest",
+    "save_checkpoint",
+    "set_param_store_state",
+    "set_rng_state",
+    "set_seed",
+]
+
+Trainer = Any  # pyrogen.train.Trainer (not imported: it imports this module)
+
 FORMAT = "pyrogen-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the step's state holds each tensor once, no param store; data fingerprint
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -42,6 +73,13 @@ class CheckpointError(ValueError):
 
 
 # --- RNG states as tensors -------------------------------------------------------------------
+def set_seed(seed: int) -> None:
+    """Seed python, numpy, torch (CPU and CUDA) and Pyro from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    pyro.set_rng_seed(seed)  # also seeds torch (all devices)
+
+
 def get_rng_state() -> dict[str, Any]:
     """Python, numpy, torch CPU and CUDA RNG states, as tensors and numbers only."""
     version, internal, gauss = random.getstate()
@@ -82,13 +120,14 @@ def _constraint_by_repr() -> dict[str, constraints.Constraint]:
     return {repr(c): c for c in vars(constraints).values() if isinstance(c, constraints.Constraint)}
 
 
-def get_param_store_state() -> dict[str, Any]:
-    """Unconstrained values of Pyro's param store and their constraints (by name, e.g.
-    ``"GreaterThan(lower_bound=0.0)"``), without pickled objects."""
+def get_param_store_state(names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Unconstrained values of Pyro's param store (or of its params ``names``) and their
+    constraints (by name, e.g. ``"GreaterThan(lower_bound=0.0)"``), without pickled objects."""
     state = pyro.get_param_store().get_state()
+    names = sorted(state["params"]) if names is None else list(names)
     return {
-        "params": {k: v.detach().clone() for k, v in state["params"].items()},
-        "constraints": {k: repr(c) for k, c in state["constraints"].items()},
+        "params": {k: state["params"][k].detach().clone() for k in names},
+        "constraints": {k: repr(state["constraints"][k]) for k in names},
     }
 
 
@@ -204,3 +243,152 @@ def load_latest(directory: str | os.PathLike) -> tuple[Path | None, dict[str, An
         except CheckpointError as err:
             warnings.warn(f"Skipping checkpoint: {err}; trying the previous one.", stacklevel=2)
     return None, None
+
+
+# --- a Trainer's runs ----------------------------------------------------------------------
+def data_fingerprint(data: torch.Tensor, max_bytes: int = 2**28) -> str:
+    """SHA-256 of ``data``'s dtype, shape and bytes (above ``max_bytes``, of every k-th element
+    so that at most ``max_bytes`` are hashed): ~0.1 s for MNIST, once per run."""
+    flat = data.detach().reshape(-1)
+    digest = hashlib.sha256(f"{flat.dtype}{tuple(data.shape)}".encode())
+    stride = math.ceil(flat.numel() * flat.element_size() / max_bytes)
+    if stride > 1:
+        flat = flat[::stride]
+    digest.update(flat.cpu().contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _callback_states(callbacks: list[Any]) -> dict[str, Any]:
+    """``{name: callback.state_dict()}`` of the callbacks that have one (name: class name, with
+    ``#2``, ``#3`` … for repeats)."""
+    states, seen = {}, {}
+    for cb in callbacks:
+        if callable(getattr(cb, "state_dict", None)):
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            states[name if seen[name] == 1 else f"{name}#{seen[name]}"] = cb
+    return states
+
+
+class Checkpointer:
+    """Saves a :class:`~pyrogen.train.Trainer`'s run in ``directory`` and restores it.
+
+    A checkpoint holds ``trainer.step.state_dict()`` (every tensor the step trains, once), the
+    position (step, batches drawn, epoch), the history, every rank's RNG states, the transform's
+    generator, the states of callbacks with a ``state_dict()``, the run's settings and
+    ``config``. Under ``torchrun``, :meth:`save` must be called on every rank (it gathers their
+    RNG states); only rank 0 writes.
+
+    :param directory: where ``step-*.pt``, ``history.csv`` and ``history.json`` go.
+    :param keep: how many of the newest checkpoints to keep.
+    :param config: JSON-like settings stored in each checkpoint.
+    :param resume: :meth:`start` continues from the newest valid checkpoint.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        keep: int = 3,
+        config: dict[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"Expected keep >= 1 checkpoints, got {keep}.")
+        self.directory, self.keep = Path(directory), keep
+        self.config, self.resume = dict(config or {}), resume
+        self.last_path: Path | None = None  # newest checkpoint written or restored
+        self.last_step: int | None = None  # its step
+        self._data: dict[str, Any] = {}
+
+    def start(self, trainer: Trainer, state: TrainState, data: torch.Tensor) -> None:
+        """Fingerprint the training data, then restore the newest checkpoint if ``resume``."""
+        self._data = {"num_data": len(data), "data_sha256": data_fingerprint(data)}
+        self.last_path, self.last_step = None, None
+        if self.resume:
+            self.restore(trainer, state)
+
+    def settings(self, trainer: Trainer, state: TrainState) -> dict[str, Any]:
+        """What a resumed run must share with the saved one (and the number of processes)."""
+        return {
+            "batch_size": trainer.batch_size,
+            "seed": trainer.seed,
+            **self._data,
+            "world_size": state.ctx.world_size,
+        }
+
+    def save(self, trainer: Trainer, state: TrainState) -> Path:
+        """Write a checkpoint of ``state.step`` (and ``history.csv``/``.json``); return its
+        path."""
+        rngs = distributed.gather(get_rng_state(), state.ctx)
+        self.last_path = checkpoint_path(self.directory, state.step)
+        self.last_step = state.step
+        if not state.ctx.is_main:
+            return self.last_path
+        callbacks = _callback_states(trainer.callbacks)
+        payload = {
+            "step_state": trainer.step.state_dict(),
+            "batches": state.batches,
+            "epoch": state.epoch,
+            "skipped": state.history.skipped,
+            "history": state.history.records,
+            "rng": rngs,
+            "data_rng": state.generator.get_state(),
+            "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
+            "trainer": self.settings(trainer, state),
+            "config": self.config,
+        }
+        save_checkpoint(self.directory, state.step, payload, self.keep)
+        state.history.save(self.directory)
+        return self.last_path
+
+    def restore(self, trainer: Trainer, state: TrainState) -> bool:
+        """Load the newest valid checkpoint into ``trainer.step``, ``state``, the RNGs and the
+        callbacks; ``False`` if there is none."""
+        path, saved = load_latest(self.directory)
+        if saved is None:
+            if state.ctx.is_main:
+                print(f"resume: no checkpoint in {self.directory}/; starting from step 0.")
+            return False
+        self.check_compatible(path, saved["trainer"], self.settings(trainer, state))
+        trainer.step.load_state_dict(saved["step_state"])
+        state.history.records = list(saved["history"])
+        state.history.skipped = int(saved["skipped"])
+        state.step, state.batches = int(saved["step"]), int(saved["batches"])
+        state.generator.set_state(saved["data_rng"])
+        if len(saved["rng"]) == state.ctx.world_size:
+            set_rng_state(saved["rng"][state.ctx.rank])
+        else:  # another number of processes: reproducible, but not bit-identical
+            set_seed(trainer.seed + state.ctx.rank + 7919 * state.step)
+        for name, cb in _callback_states(trainer.callbacks).items():
+            if name not in saved["callbacks"]:
+                raise ValueError(
+                    f"Cannot resume from {path}: it holds no state of the callback {name} (it"
+                    f" was saved with {sorted(saved['callbacks']) or 'none'}). Use the same"
+                    " callbacks, or a new output directory."
+                )
+            cb.load_state_dict(saved["callbacks"][name])
+        self.last_path, self.last_step = path, state.step
+        if state.ctx.is_main:
+            print(f"resume: continuing from {path} (step {state.step}).")
+        return True
+
+    @staticmethod
+    def check_compatible(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+        """Refuse (``ValueError``) a resume with another batch size, seed or data set."""
+        for key in ("batch_size", "seed"):
+            if saved[key] != current[key]:
+                raise ValueError(
+                    f"Cannot resume from {path}: it was trained with {key}={saved[key]}, this run"
+                    f" has {key}={current[key]}. Use the same settings, or a new output directory."
+                )
+        if (saved["num_data"], saved["data_sha256"]) != (
+            current["num_data"],
+            current["data_sha256"],
+        ):
+            raise ValueError(
+                f"Cannot resume from {path}: it was trained on other data ({saved['num_data']}"
+                f" examples, sha256 {saved['data_sha256'][:12]}…; this run has"
+                f" {current['num_data']} examples, sha256 {current['data_sha256'][:12]}…)."
+                " Resume with the same training data and preprocessing, or train afresh in a"
+                " new output directory."
+            )

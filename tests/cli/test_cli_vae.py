@@ -82,3 +82,22 @@ def test_user_errors_print_a_message_not_a_traceback(tmp_path, capsys, args, mes
     assert main(["vae", "--out", str(tmp_path), *TINY, *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_loss_curve_shows_nats_per_example(tmp_path, monkeypatch):
+    """loss.png plots history.json's values, which are −ELBO per example (tens of nats for 8x8
+    binary digits), not divided by the training-set size a second time."""
+    plotted = {}
+
+    def loss_curve(values, path, *args, **kwargs):
+        plotted["values"] = list(values)
+        path.write_bytes(b"png")
+
+    monkeypatch.setattr("pyrogen.plot.loss_curve", loss_curve)
+    out = tmp_path / "run"
+    assert main(["vae", "--out", str(out), *TINY]) == 0
+    history = json.loads((out / "history.json").read_text())["loss"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert plotted["values"] == history
+    late = sum(history[-3:]) / 3  # the per-example training loss ~ the per-example test -ELBO
+    assert 0.7 < late / -metrics["test_elbo"] < 1.4, (late, metrics["test_elbo"])

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch.distributions import constraints
 
+from pyrogen.models import VAE
+from pyrogen.train import SVIStep, Trainer
 from pyrogen.train import checkpoint as ckpt
 
 
@@ -83,3 +85,49 @@ def test_param_store_round_trip_keeps_constraints():
     existing = pyro.param("loc")
     ckpt.set_param_store_state({"params": {"loc": torch.tensor(5.0)}, "constraints": {}})
     assert pyro.param("loc") is existing and existing.item() == 5.0  # updated in place
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def test_a_vae_checkpoint_holds_each_weight_once(tmp_path):
+    """Not the VAE twice (as model and as guide owner) plus the param store: each weight once."""
+    torch.manual_seed(0)
+    vae = VAE(6, 2, (8,), num_data=40)
+    step = SVIStep(vae.model, vae.guide, lr=1e-2)
+    Trainer(step, batch_size=16, steps=3, progress=False, checkpoint_dir=tmp_path).fit(
+        torch.rand(40, 6).round()
+    )
+    saved = torch.load(ckpt.list_checkpoints(tmp_path)[-1], weights_only=True)
+    tensors = [t for t in _tensors(saved) if t.numel() > 1]
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == len(tensors)  # no aliases
+    for name, weight in vae.named_parameters():
+        copies = [t for t in tensors if t.shape == weight.shape and torch.equal(t, weight.detach())]
+        assert len(copies) == 1, name
+    assert sorted(saved["step_state"]) == ["buffers", "constraints", "optim", "params"]
+    weights = sum(p.numel() for p in vae.parameters())
+    assert sum(t.numel() for t in _tensors(saved["step_state"]["params"])) == weights
+
+
+def test_data_fingerprint_sees_content_shape_and_dtype():
+    x = torch.rand(50, 4)
+    changed = x.clone()
+    changed[17, 0] += 1e-6  # flat element 68
+    assert ckpt.data_fingerprint(x) == ckpt.data_fingerprint(x.clone())
+    assert ckpt.data_fingerprint(x) != ckpt.data_fingerprint(changed)
+    assert ckpt.data_fingerprint(x) != ckpt.data_fingerprint(x.reshape(100, 2))
+    assert ckpt.data_fingerprint(x) != ckpt.data_fingerprint(x.double())
+    # a large data set: every k-th element (here k = 4: elements 0, 4, 8, ... of the flat data)
+    sampled = ckpt.data_fingerprint(x, max_bytes=200)
+    assert sampled != ckpt.data_fingerprint(x) and sampled != ckpt.data_fingerprint(changed, 200)
+    other = x.clone()
+    other[0, 1] += 1.0  # element 1 is not sampled
+    assert ckpt.data_fingerprint(other, max_bytes=200) == sampled

@@ -55,7 +55,7 @@ def test_nan_loss_names_step_and_site_and_keeps_the_last_checkpoint(tmp_path):
         trainer.fit(X)
     assert "step-00000003.pt" in str(err.value)
     path, state = load_latest(tmp_path)
-    assert state["step"] == 3 and torch.isfinite(state["param_store"]["params"]["loc"])
+    assert state["step"] == 3 and torch.isfinite(state["step_state"]["params"]["loc"])
     assert [p.name for p in list_checkpoints(tmp_path)][-1] == path.name
 
 

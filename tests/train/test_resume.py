@@ -1,8 +1,11 @@
 """Resume is bit-identical: N steps + resume to 2N == 2N steps straight (CPU, same seed)."""
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
+from torch import nn
+from torch.distributions import constraints
 
 from pyrogen.cli import main
 from pyrogen.data.dataset import binarize_dynamic
@@ -118,3 +121,119 @@ def test_cli_resume_gives_the_same_model_file(tmp_path):
     assert (parts / "checkpoints" / "history.csv").is_file()
     assert main(["vae", "--out", str(parts), "--epochs", "2", "--resume", *TINY]) == 0
     assert (straight / "model.pt").read_bytes() == (parts / "model.pt").read_bytes()
+
+
+def _function_run(steps, ckpt_dir=None, resume=False, data=DATA):
+    """A user's plain functions: pyro.param (two with constraints) and pyro.module."""
+    pyro.clear_param_store()
+    pyro.param("unrelated", torch.ones(3))  # in the store, but not trained by this step
+    torch.manual_seed(0)
+    encoder = nn.Linear(6, 2)
+
+    def model(x):
+        w = pyro.param("w", torch.zeros(2, 6))
+        noise = pyro.param("noise", torch.tensor(1.0), constraint=constraints.positive)
+        with pyro.plate("data", len(data), subsample=torch.arange(len(x))):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample("x", dist.Normal(z @ w, noise).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        scale = pyro.param("z_scale", torch.ones(2), constraint=constraints.positive)
+        with pyro.plate("data", len(data), subsample=torch.arange(len(x))):
+            pyro.sample("z", dist.Normal(encoder(x), scale).to_event(1))
+
+    step = SVIStep(model, guide, lr=1e-2)
+    trainer = Trainer(
+        step,
+        batch_size=16,
+        steps=steps,
+        seed=3,
+        progress=False,
+        checkpoint_dir=ckpt_dir,
+        resume=resume,
+    )
+    history = trainer.fit(data)
+    return {k: v.detach().clone() for k, v in pyro.get_param_store().items()}, history
+
+
+def test_function_model_resume_is_bit_identical_and_saves_only_its_params(tmp_path):
+    straight, full = _function_run(10)
+    _function_run(5, tmp_path)
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["step_state"]
+    trained = ["encoder$$$bias", "encoder$$$weight", "noise", "w", "z_scale"]
+    assert sorted(saved["params"]) == sorted(saved["optim"]) == trained  # not "unrelated"
+    assert saved["constraints"]["noise"] == repr(constraints.positive)
+    resumed, history = _function_run(10, tmp_path, resume=True)
+    _assert_same_state(straight, resumed)
+    assert history.losses == full.losses
+
+
+class BatchNormVAE(nn.Module):
+    """A user's nn.Module (not a PyroModule) whose encoder keeps BatchNorm running statistics."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))
+        self.decoder = nn.Linear(2, 6)
+
+    def model(self, x):
+        pyro.module("decoder", self.decoder)
+        with pyro.plate("data", len(DATA), subsample=torch.arange(len(x))):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=x)
+
+    def guide(self, x):
+        pyro.module("encoder", self.encoder)
+        loc, log_scale = self.encoder(x).chunk(2, -1)
+        with pyro.plate("data", len(DATA), subsample=torch.arange(len(x))):
+            pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+
+def _batchnorm_run(steps, ckpt_dir=None, resume=False):
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    net = BatchNormVAE()
+    step = SVIStep(net.model, net.guide, lr=1e-2)
+    trainer = Trainer(
+        step,
+        batch_size=16,
+        steps=steps,
+        seed=3,
+        transform=binarize_dynamic,
+        progress=False,
+        checkpoint_dir=ckpt_dir,
+        resume=resume,
+    )
+    return net, trainer.fit(DATA)
+
+
+def test_module_buffers_are_checkpointed_and_resume_is_bit_identical(tmp_path):
+    straight, full = _batchnorm_run(10)
+    _batchnorm_run(5, tmp_path)
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["step_state"]
+    assert "model.encoder.1.running_mean" in saved["buffers"]
+    resumed, history = _batchnorm_run(10, tmp_path, resume=True)
+    _assert_same_state(straight.state_dict(), resumed.state_dict())  # running stats included
+    assert history.losses == full.losses
+
+
+def test_loading_copies_in_place_so_the_optimizer_keeps_its_tensors(tmp_path):
+    vae, _ = _vae_run(3, tmp_path)
+    step = SVIStep(vae.model, vae.guide, lr=1e-2)  # a fresh step: its optimizer saw nothing
+    step.setup(DATA[:4])
+    saved = {k: v.clone() for k, v in step.state_dict()["params"].items()}
+    live = dict(pyro.get_param_store().named_parameters())
+    for p in vae.parameters():
+        p.data.add_(1.0)
+    step.load_state_dict(load_checkpoint(list_checkpoints(tmp_path)[-1])["step_state"])
+    for name, tensor in dict(pyro.get_param_store().named_parameters()).items():
+        assert tensor is live[name] and torch.equal(tensor, saved[name]), name
+
+
+@pytest.mark.parametrize("other", [DATA[:39], DATA.flip(0)], ids=["size", "content"])
+def test_resume_on_other_data_is_refused(tmp_path, other):
+    _function_run(2, tmp_path)
+    with pytest.raises(ValueError, match="trained on other data .*same training data") as err:
+        _function_run(4, tmp_path, resume=True, data=other)
+    assert f"this run has {len(other)} examples" in str(err.value)

@@ -1,7 +1,10 @@
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen.models import VAE
 from pyrogen.train import History, SVIStep, Trainer, iterate_minibatches
@@ -114,6 +117,21 @@ def test_loss_scale_only_changes_what_is_reported():
     assert results[1][0] == pytest.approx(0.5 * results[0][0], rel=1e-6)
     for k, v in results[0][1].items():  # identical updates: gradients were not scaled
         assert torch.equal(v, results[1][1][k])
+
+
+def test_loss_scale_one_over_n_records_the_elbo_per_example():
+    """With the data plate scaled by N / b, loss_scale=1/N reports -ELBO per example of the batch
+    (what ``pyrogen vae`` plots), not per data set and not divided by N twice."""
+    x, n = torch.rand(8, 5).round(), 1000
+    torch.manual_seed(0)
+    vae = VAE(5, 2, (8,), num_data=None)  # plate scale 1: the loss sums the batch's examples
+    pyro.set_rng_seed(1)
+    per_example = TraceMeanField_ELBO().loss(vae.model, vae.guide, x) / len(x)
+    vae.num_data = n
+    step = SVIStep(vae.model, vae.guide, lr=1e-2, loss_scale=1 / n)
+    pyro.set_rng_seed(1)
+    assert step(x)["loss"] == pytest.approx(per_example, rel=1e-5)
+    assert 5 * math.log(2) / 2 < per_example < 5 * 10  # nats for 5 binary features
 
 
 @pytest.mark.parametrize(

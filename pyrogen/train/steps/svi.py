@@ -13,6 +13,7 @@ import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.infer.util import zero_grads
 
+from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
 
 
@@ -154,11 +155,65 @@ class SVIStep:
                 owners[name] = owner
         return owners
 
+    def _owners(self) -> dict[str, torch.nn.Module]:
+        """:meth:`modules` without repeats (a VAE owns both its model and its guide)."""
+        owners, seen = {}, set()
+        for name, module in self.modules().items():
+            if id(module) not in seen:
+                seen.add(id(module))
+                owners[name] = module
+        return owners
+
+    def _trained_param_names(self) -> list[str]:
+        """Names of the params this step trains: every param its optimizer updates (each call
+        passes it the params found by ``poutine.trace(param_only=True)`` of the model and guide,
+        as Pyro's SVI does), those with restored optimizer state not yet used, and the owner
+        modules' params (before the first update)."""
+        store = pyro.get_param_store()
+        names = set(self.optim.get_state()) | set(_pending_optim_state(self.optim))
+        for module in self._owners().values():
+            names.update(store.param_name(p) for p in module.parameters())
+        return sorted(n for n in names if n is not None and n in store)
+
     def state_dict(self) -> dict[str, Any]:
-        modules = {name: m.state_dict() for name, m in self.modules().items()}
-        return {"modules": modules, "optim": self.optim.get_state()}
+        """Everything this step trains, each tensor once: the params (``"params"``,
+        unconstrained, with their ``"constraints"``), the owner modules' buffers (e.g.
+        BatchNorm statistics) and the optimizer state. Buffers are the live tensors (like
+        ``nn.Module.state_dict``)."""
+        params = ckpt.get_param_store_state(self._trained_param_names())
+        buffers = {
+            f"{owner}.{name}": b
+            for owner, module in self._owners().items()
+            for name, b in module.named_buffers()
+        }
+        optim = {**_pending_optim_state(self.optim), **self.optim.get_state()}
+        return {**params, "buffers": buffers, "optim": optim}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, module in self.modules().items():
-            module.load_state_dict(state["modules"][name])
+        """Copy a :meth:`state_dict` in place into the param store (creating missing params with
+        their constraints), the owner modules' buffers and the optimizer."""
+        ckpt.set_param_store_state({"params": state["params"], "constraints": state["constraints"]})
+        buffers = {
+            f"{owner}.{name}": b
+            for owner, module in self._owners().items()
+            for name, b in module.named_buffers()
+        }
+        unknown = sorted(set(state["buffers"]) - set(buffers))
+        if unknown:
+            raise ValueError(
+                f"The state holds buffers {unknown[:5]} that this step's modules lack (they have"
+                f" {sorted(buffers)[:5]}); load it into a step built like the saved one."
+            )
+        with torch.no_grad():
+            for name, value in state["buffers"].items():
+                buffers[name].copy_(value)
+        current = pyro.get_param_store().get_state()["params"]
+        for name in state["optim"]:  # optimizers rebuilt with the loaded state on the next step
+            if name in current:
+                self.optim.optim_objs.pop(current[name], None)
         self.optim.set_state(state["optim"])
+
+
+def _pending_optim_state(optim: pyro.optim.PyroOptim) -> dict[str, Any]:
+    """Optimizer states loaded with ``set_state`` whose params have not been updated since."""
+    return dict(getattr(optim, "_state_waiting_to_be_consumed", {}))
