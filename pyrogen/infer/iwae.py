@@ -41,12 +41,12 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.infer.elbo import ELBO as _PyroELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
+
+from pyrogen._compat import check_model_guide_match, check_site_shape, scale_and_mask, warn_if_nan
 
 _PARTICLE_PLATE = "num_particles_vectorized"
 _IWAE_ESTIMATORS = ("standard", "stl", "dreg")
