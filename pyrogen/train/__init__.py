@@ -15,7 +15,6 @@ from pyrogen.train.steps import (
     NonFiniteError,
     SVIStep,
     TrainingStep,
-    claim_param_names,
 )
 from pyrogen.train.trainer import (
     History,
@@ -35,7 +34,6 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "TrainingStep",
-    "claim_param_names",
     "epoch_order",
     "iterate_minibatches",
     "set_seed",
