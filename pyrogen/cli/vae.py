@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyrogen import plot
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     options = trainer_options(args, out, device)
     dataset = load_dataset(args.data, binarize=binarize)
     set_seed(args.seed)
+    pyro.clear_param_store()  # a fresh model: no parameters of an earlier run in this process
     vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
     vae.validate(dataset.train_x)
     vae.validate(dataset.test_x)

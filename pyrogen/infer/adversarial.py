@@ -55,6 +55,7 @@ from typing import Any
 import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
+from pyro.poutine.util import site_is_subsample
 from torch import nn
 
 
@@ -63,7 +64,7 @@ def _site_names(trace: poutine.Trace) -> list[str]:
     return [
         name
         for name, site in trace.nodes.items()
-        if site["type"] in ("sample", "param") and type(site.get("fn")).__name__ != "_Subsample"
+        if site["type"] in ("sample", "param") and not site_is_subsample(site)
     ]
 
 

@@ -36,7 +36,8 @@ import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO as _PyroELBO
-from pyro.util import warn_if_nan
+
+from pyrogen._compat import elbo_trace, tracegraph_loss_and_surrogate, warn_if_nan
 
 from .iwae import (
     IWAE,
@@ -67,7 +68,7 @@ class _TraceMeanField_ELBO(_GuideCheck, TraceMeanField_ELBO):
 
 class _TraceGraph_ELBO(_GuideCheck, TraceGraph_ELBO):
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        elbo, surrogate = self._loss_and_surrogate_loss(model, guide, args, kwargs)
+        elbo, surrogate = tracegraph_loss_and_surrogate(self, model, guide, args, kwargs)
         elbo = torch.as_tensor(elbo).detach()
         return -elbo + (surrogate - surrogate.detach())
 
@@ -207,7 +208,7 @@ class ELBO(_PyroELBO):
             self._elbo = _Trace_ELBO(**options)
 
     def _get_trace(self, model, guide, args, kwargs):
-        return self._elbo._get_trace(model, self._wrap(guide), args, kwargs)
+        return elbo_trace(self._elbo, model, self._wrap(guide), args, kwargs)
 
     def _wrap(self, guide):
         if self.estimator != "score" or self.baseline == "loo":

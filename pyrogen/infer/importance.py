@@ -38,10 +38,10 @@ from typing import Any, NamedTuple
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from pyro.util import check_model_guide_match, check_site_shape
+
+from pyrogen._compat import check_model_guide_match, check_site_shape, scale_and_mask
 
 __all__ = [
     "PARTICLE_PLATE",

@@ -38,14 +38,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.infer.elbo import ELBO as _PyroELBO
-from pyro.util import warn_if_nan
+
+from pyrogen._compat import scale_and_mask, warn_if_nan
 
 from .importance import (
     WeightLayout,
     check_guide_sites,
+    guess_max_plate_nesting,
     log_mean_weight,
     log_weights_of,
     particle_traces,
@@ -90,7 +91,7 @@ class _ParticleELBO(_PyroELBO):
     def _particle_traces(self, model, guide, args, kwargs, detached_model: bool = False):
         """Returns ``(model_trace, guide_trace, detached_model_trace or None, layout)``."""
         if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            self.max_plate_nesting = guess_max_plate_nesting(model, guide, *args, **kwargs)
         return particle_traces(
             model,
             guide,

@@ -37,9 +37,10 @@ import pyro
 import torch
 from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.util import site_is_subsample
 
-_DECAYING_AVG_PREFIX = "__baseline_avg_downstream_cost_"
+from pyrogen._compat import DECAYING_AVG_BASELINE_PREFIX
+
 _EMPTY = torch.Size()
 
 
@@ -104,6 +105,18 @@ def _expanded_call(net: Callable, shape: torch.Size, inputs: torch.Tensor) -> to
         ) from err
 
 
+def _hold_reshaped_average(name: str, options: dict, shape: torch.Size) -> None:
+    """Pyro's decaying average keeps one value per element of the site's batch shape and cannot
+    be updated from a batch of another shape (e.g. a smaller last mini-batch). For such a batch,
+    use the average's mean as a constant ``baseline_value`` and leave the average untouched."""
+    store = pyro.get_param_store()
+    key = DECAYING_AVG_BASELINE_PREFIX + name
+    if key in store and store[key].shape != shape:
+        options.pop("use_decaying_avg_baseline")
+        options.pop("baseline_beta", None)
+        options["baseline_value"] = store[key].detach().mean().expand(shape)
+
+
 class ScoreFunctionMessenger(Messenger):
     r"""Make the sample sites of a program use the score-function gradient estimator.
 
@@ -119,7 +132,8 @@ class ScoreFunctionMessenger(Messenger):
     ``baseline_value``. An ``nn_baseline`` output is broadcast to the site's batch shape (a
     trailing dimension of size 1, as from ``Linear(..., 1)``, is dropped), and a
     decaying-average baseline whose stored shape no longer matches the site (e.g. a smaller last
-    mini-batch) is restarted from its mean.
+    mini-batch) stands still for that batch: its mean is used as a constant baseline and
+    Pyro's stored average is neither updated nor rewritten.
 
     >>> import pyro, torch, pyro.distributions as dist
     >>> def guide():
@@ -178,7 +192,7 @@ class ScoreFunctionMessenger(Messenger):
         self.baseline = baseline
 
     def _pyro_sample(self, msg) -> None:
-        if msg["is_observed"] or isinstance(msg["fn"], _Subsample):
+        if msg["is_observed"] or site_is_subsample(msg):
             return
         if self.sites is not None and msg["name"] not in self.sites:
             return
@@ -199,11 +213,7 @@ class ScoreFunctionMessenger(Messenger):
             net = options["nn_baseline"]
             options["nn_baseline"] = functools.partial(_expanded_call, net, shape)
         if options.get("use_decaying_avg_baseline"):
-            store = pyro.get_param_store()
-            name = _DECAYING_AVG_PREFIX + msg["name"]
-            if name in store and store[name].shape != shape:
-                with torch.no_grad():
-                    store[name] = store[name].mean().expand(shape).clone()
+            _hold_reshaped_average(msg["name"], options, shape)
 
 
 def score_function(

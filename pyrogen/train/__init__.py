@@ -29,7 +29,6 @@ from pyrogen.train.steps import (
     NonFiniteError,
     SVIStep,
     TrainingStep,
-    claim_param_names,
 )
 from pyrogen.train.trainer import Trainer, epoch_order, iterate_minibatches, set_seed
 
@@ -49,7 +48,6 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "TrainingStep",
-    "claim_param_names",
     "epoch_order",
     "iterate_minibatches",
     "set_seed",

@@ -163,6 +163,45 @@ def test_baselines_run_with_varying_batch_size_and_particles(baseline, num_parti
         assert any(n.startswith("elbo_nn_baseline") for n in names), names
 
 
+def _batch_model(x):
+    with pyro.plate("data", 10, subsample=torch.arange(len(x))):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def _batch_guide(x):
+    loc = pyro.param("loc_b", torch.tensor(0.1))
+    with pyro.plate("data", 10, subsample=torch.arange(len(x))):
+        pyro.sample("z", dist.Normal(loc + 0.5 * x, 1.0))
+
+
+def test_decaying_average_stands_still_on_a_batch_of_another_size():
+    """Pyro keeps one average per element of the first batch; a smaller batch uses the average's
+    mean as a constant baseline and neither updates nor rewrites Pyro's stored average."""
+    key = "__baseline_avg_downstream_cost_z"  # where TraceGraph_ELBO keeps the average
+    options = {"use_decaying_avg_baseline": True, "baseline_beta": 0.9}
+    x, elbo = torch.randn(10), TraceGraph_ELBO()
+    poutine.block(_batch_guide)(x)  # create loc_b
+
+    def loc_grad(baseline, batch):
+        pyro.set_rng_seed(1)
+        loc = pyro.param("loc_b").unconstrained()
+        loc.grad = None
+        elbo.loss_and_grads(_batch_model, score_function(_batch_guide, baseline=baseline), batch)
+        return loc.grad.clone()
+
+    loc_grad(options, x[:4])
+    average = pyro.param(key).detach().clone()
+    assert average.shape == (4,) and (average != 0).all()
+    small = loc_grad(options, x[4:6])
+    assert torch.equal(pyro.param(key), average)
+    constant = loc_grad({"baseline_value": average.mean().expand(2)}, x[4:6])
+    assert torch.allclose(small, constant, rtol=1e-6)
+    assert not torch.allclose(small, loc_grad(None, x[4:6]))  # the baseline did matter
+    loc_grad(options, x[6:10])  # a full batch again: Pyro updates its average
+    assert pyro.param(key).shape == (4,) and not torch.equal(pyro.param(key), average)
+
+
 @pytest.mark.parametrize("net_dtype", [None, torch.float32, torch.float64])
 def test_neural_baseline_runs_in_float64(net_dtype):
     """Float64 data with the default network (built in the data's dtype) or a user network of

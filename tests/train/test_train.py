@@ -50,16 +50,21 @@ def test_training_decreases_the_loss():
 
 
 def test_a_second_model_is_trained_not_the_first():
-    """PyroModules with the same parameter names must not share the global param store."""
+    """PyroModules with the same parameter names: the second model's step refuses to train the
+    first model's tensors (Pyro's global param store maps the names to them) and trains its own
+    in a private param store."""
     x = torch.rand(16, 5).round()
     vae1, step1 = _step(0)
     Trainer(step1, batch_size=16, steps=5, progress=False).fit(x)
     frozen = {k: v.clone() for k, v in vae1.state_dict().items()}
     vae2, step2 = _step(1)
+    with pytest.raises(ValueError, match=r"encoder\.net\.0\.bias.*param_scope=True"):
+        Trainer(step2, batch_size=16, steps=5, progress=False).fit(x)
     before = {k: v.clone() for k, v in vae2.state_dict().items()}
+    step2 = SVIStep(vae2.model, vae2.guide, lr=1e-2, param_scope=True)
     Trainer(step2, batch_size=16, steps=5, progress=False).fit(x)
     assert all(torch.equal(v, vae1.state_dict()[k]) for k, v in frozen.items())
-    assert any(not torch.equal(v, vae2.state_dict()[k]) for k, v in before.items())
+    assert all(not torch.equal(v, vae2.state_dict()[k]) for k, v in before.items())
 
 
 def test_minibatches_cover_every_example_once_per_epoch():

@@ -7,7 +7,7 @@ too.
 
 from pyrogen.train.steps.adversarial import AdversarialStep
 from pyrogen.train.steps.base import Batch, NonFiniteError, TrainingStep
-from pyrogen.train.steps.svi import SVIStep, claim_param_names
+from pyrogen.train.steps.svi import SVIStep
 
 __all__ = [
     "AdversarialStep",
@@ -15,5 +15,4 @@ __all__ = [
     "NonFiniteError",
     "SVIStep",
     "TrainingStep",
-    "claim_param_names",
 ]

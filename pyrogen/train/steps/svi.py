@@ -2,8 +2,9 @@ r""":class:`SVIStep`: Pyro's SVI update with guards against non-finite losses an
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyro
@@ -11,51 +12,85 @@ import pyro.optim
 import pyro.poutine as poutine
 import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
-from pyro.infer.util import zero_grads
+from pyro.poutine.messenger import Messenger
 
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
 
+_VALIDATION_CODE = torch.distributions.Distribution.__init__.__code__
 
-def claim_param_names(module: torch.nn.Module) -> None:
-    """Make Pyro's global param store point at ``module``'s own parameters.
 
-    A ``PyroModule`` registers its parameters under names such as ``"encoder.net.0.weight"``; a
-    second model built in the same process would otherwise find the first model's tensors under
-    those names, and SVI would silently optimize the wrong ones.
-    """
-    store = pyro.get_param_store()
-    prefix = getattr(module, "_pyro_name", "")
-    for name, param in module.named_parameters():
-        fullname = f"{prefix}.{name}" if prefix else name
-        if fullname in store and store.get_param(fullname) is not param:
-            del store[fullname]
+class _ShadowedParams(Messenger):
+    """Records the ``nn.Parameter`` objects a program hands to ``pyro.param`` (a ``PyroModule``'s or
+    ``pyro.module``'s own) for which Pyro's param store returns another tensor: one registered
+    under the same name by an earlier model. SVI would update the store's tensor, not the one the
+    program computes with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: dict[str, torch.nn.Parameter] = {}
+
+    def _pyro_post_param(self, msg) -> None:
+        own = msg["args"][1] if len(msg["args"]) > 1 else None
+        if isinstance(own, torch.nn.Parameter):
+            value = msg["value"]
+            stored = value.unconstrained() if hasattr(value, "unconstrained") else value
+            if stored is not own:
+                self.params[msg["name"]] = own
 
 
 def _nonfinite_sites(model: Callable, guide: Callable, batch: Batch) -> list[str]:
-    """Sites whose value or log-density is NaN/Inf in a fresh guide + replayed model run."""
+    """Sites whose value or log-density is NaN/Inf in a guide + replayed model run, with
+    distribution validation off (an empty list if that run fails)."""
     bad = []
-    with torch.no_grad(), poutine.block():
-        guide_trace = poutine.trace(guide).get_trace(batch)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
-        for where, trace in (("guide", guide_trace), ("model", model_trace)):
-            for name, site in trace.nodes.items():
-                if site["type"] != "sample":
-                    continue
-                value = site["value"]
-                lp = site["fn"].log_prob(value)
-                if not torch.isfinite(value).all() or not torch.isfinite(lp).all():
-                    bad.append(f"{where} site {name!r}")
+    try:
+        with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
+            guide_trace = poutine.trace(guide).get_trace(batch)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
+            for where, trace in (("guide", guide_trace), ("model", model_trace)):
+                for name, site in trace.nodes.items():
+                    if site["type"] != "sample":
+                        continue
+                    value = site["value"]
+                    lp = site["fn"].log_prob(value)
+                    if not torch.isfinite(value).all() or not torch.isfinite(lp).all():
+                        bad.append(f"{where} site {name!r}")
+    except Exception:  # the caller reports the original error instead
+        return []
     return bad
+
+
+def _raised_by_validation(err: BaseException) -> bool:
+    """Whether ``err`` was raised by a distribution refusing its parameters (argument validation
+    in ``torch.distributions.Distribution.__init__``), not by other code of the program."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is _VALIDATION_CODE
+
+
+def _clear_grads(params: Iterable[torch.Tensor]) -> None:
+    for p in params:
+        p.grad = None
 
 
 class SVIStep:
     r"""One step of Pyro's SVI: :math:`\theta, \varphi \leftarrow \theta, \varphi - \eta \nabla
     \mathcal{L}(x_{batch})` for any Pyro loss ``loss(model, guide, batch)``.
 
-    The update is ``pyro.infer.SVI.step`` with two checks before the optimizer runs: a NaN/Inf
-    loss (naming the model/guide sites whose value or log-density is not finite) or gradient
-    (naming the parameters) raises :class:`NonFiniteError` and leaves the parameters as they were.
+    The update is ``pyro.infer.SVI.step``; between its backward pass and its optimizer update the
+    step runs ``gradient_hooks`` (``fn(params)``, params sorted by name; data-parallel training
+    averages gradients there) and two checks. A NaN/Inf loss, or a distribution refusing its
+    parameters (naming the model/guide sites whose value or log-density is not finite), or a
+    NaN/Inf gradient (naming the parameters) raises :class:`NonFiniteError`, and a model whose
+    parameters Pyro's param store holds under the same names for another model raises
+    ``ValueError``; either way no parameter changes.
+
+    Pyro keeps parameters in one global param store, by name: a second model with the same
+    parameter names (e.g. two ``VAE``\ s) would find the first model's tensors there. Call
+    ``pyro.clear_param_store()`` before building the second model, or give each step its own
+    store with ``param_scope=True`` (a :meth:`~pyro.params.param_store.ParamStoreDict.scope` the
+    step enters on every call; use :meth:`param_scope` to run the model or guide yourself).
 
     :param model: Pyro model, called as ``model(batch)``.
     :param guide: Pyro guide, called as ``guide(batch)``.
@@ -65,6 +100,8 @@ class SVIStep:
     :param lr: learning rate of the default Adam optimizer.
     :param loss_scale: factor applied to the *reported* loss only, e.g. ``1 / num_data`` to record
         nats per example instead of per data set; gradients are unaffected.
+    :param param_scope: keep this step's ``pyro.param``\ s in a private param store (see
+        :meth:`param_scope`) instead of Pyro's global one.
     """
 
     def __init__(
@@ -75,6 +112,7 @@ class SVIStep:
         optim: pyro.optim.PyroOptim | None = None,
         lr: float = 1e-3,
         loss_scale: float = 1.0,
+        param_scope: bool = False,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
@@ -82,43 +120,88 @@ class SVIStep:
         self.loss = loss if loss is not None else TraceMeanField_ELBO()
         self.optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
         self.svi = SVI(model, guide, self.optim, loss=self.loss)
+        # SVI.step = loss_and_grads, then optim(params), then zero_grads: hook into both calls.
+        self._loss_and_grads, self.svi.loss_and_grads = self.svi.loss_and_grads, self._record_loss
+        self.svi.optim = self._update
         self.loss_scale = loss_scale
         self.gradient_hooks: list[Callable[[list[torch.Tensor]], None]] = []
-        for module in self.modules().values():
-            claim_param_names(module)
+        self.param_state: dict | None = {"params": {}, "constraints": {}} if param_scope else None
+        self._batch: Batch | None = None
+        self._loss: Any = None
+        self._rng_state: torch.Tensor | None = None
+        self._shadowed = _ShadowedParams()
+
+    @contextlib.contextmanager
+    def param_scope(self) -> Iterator[None]:
+        """Context in which Pyro's param store holds this step's parameters (``param_scope=True``;
+        otherwise the global store, unchanged)."""
+        if self.param_state is None:
+            yield
+            return
+        store = pyro.get_param_store()
+        with store.scope(self.param_state):
+            try:
+                yield
+            finally:  # also keep parameters created by a call that raised
+                self.param_state.update(store.get_state())
 
     def __call__(self, batch: Batch) -> dict[str, float]:
-        with poutine.trace(param_only=True) as capture:
-            try:
-                loss = float(self.svi.loss_and_grads(self.model, self.guide, batch))
-            except ValueError as err:  # a distribution validating NaN/Inf parameters
-                if "invalid values" not in str(err):
-                    raise
-                loss = err
-        store = pyro.get_param_store()
-        named = {
-            store.param_name(s["value"].unconstrained()): s for s in capture.trace.nodes.values()
-        }
-        params = [named[name]["value"].unconstrained() for name in sorted(named)]
+        self._batch, self._loss, self._shadowed.params = batch, None, {}
+        self._rng_state = torch.get_rng_state()
         try:
-            for hook in self.gradient_hooks:
-                hook(params)
-            self._check_finite(loss, batch, params)
-            self.optim(params)
+            with self.param_scope(), self._shadowed:
+                loss = self.svi.step(batch)
         finally:
-            zero_grads(params)
+            self._batch = self._loss = self._rng_state = None
         return {"loss": loss * self.loss_scale}
 
-    def _check_finite(self, loss: float | Exception, batch: Batch, params: list) -> None:
-        if isinstance(loss, Exception) or not math.isfinite(loss):
-            with pyro.validation_enabled(False):
-                sites = _nonfinite_sites(self.model, self.guide, batch)
-            where = ", ".join(sites) if sites else "no single site (re-run finite; check the loss)"
+    def _record_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> Any:
+        try:
+            self._loss = self._loss_and_grads(model, guide, *args, **kwargs)
+        except ValueError as err:
+            if not _raised_by_validation(err):
+                raise
+            self._loss = err  # a NaN/Inf or out-of-support parameter: raised by _update, after
+            return math.nan  # the gradient hooks ran (on every rank, in data-parallel training)
+        return self._loss
+
+    def _update(self, params: Iterable[torch.Tensor]) -> None:
+        store = pyro.get_param_store()
+        params = sorted(params, key=lambda p: store.param_name(p) or "")
+        try:
+            self._check_shadowed()
+            for hook in self.gradient_hooks:
+                hook(params)
+            self._check_finite(params)
+        except BaseException:
+            _clear_grads(params)
+            raise
+        self.optim(params)
+
+    def _check_shadowed(self) -> None:
+        used = {n: p for n, p in self._shadowed.params.items() if p.grad is not None}
+        if used:
+            _clear_grads(used.values())
+            names = sorted(used)
+            raise ValueError(
+                f"Pyro's param store holds other tensors under this model's parameter names"
+                f" {names[:5]} (another model with the same names registered them first), so SVI"
+                " would train those instead. Call pyro.clear_param_store() before building this"
+                " model, or give its step a private param store: SVIStep(..., param_scope=True)."
+            )
+
+    def _check_finite(self, params: list[torch.Tensor]) -> None:
+        loss = self._loss
+        if isinstance(loss, Exception) or not math.isfinite(float(loss)):
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self._rng_state)  # the step's own draws, if they caused it
+                sites = _nonfinite_sites(self.model, self.guide, self._batch)
             what = (
                 f"a distribution got invalid parameters ({str(loss).splitlines()[0][:200]})"
                 if isinstance(loss, Exception)
-                else f"the loss is {loss}"
+                else f"the loss is {float(loss)}"
             )
+            where = ", ".join(sites) if sites else "no single site (re-run finite; check the loss)"
             raise NonFiniteError(f"{what}; non-finite: {where}.")
         store = pyro.get_param_store()
         bad = [
@@ -133,7 +216,7 @@ class SVIStep:
         """Create every parameter (``pyro.param`` / ``PyroModule``) by running the guide and the
         model once, without gradients: they must exist before restoring a checkpoint or
         synchronizing ranks (Pyro issue #2354)."""
-        with torch.no_grad(), poutine.block():
+        with self.param_scope(), torch.no_grad(), poutine.block():
             guide_trace = poutine.trace(self.guide).get_trace(batch)
             poutine.replay(self.model, trace=guide_trace)(batch)
 
