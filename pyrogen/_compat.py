@@ -37,6 +37,7 @@ __all__ = [
     "check_model_guide_match",
     "check_site_shape",
     "elbo_trace",
+    "pending_optim_state",
     "scale_and_mask",
     "tracegraph_loss_and_surrogate",
     "warn_if_nan",
@@ -56,3 +57,10 @@ def tracegraph_loss_and_surrogate(
     particles (``TraceGraph_ELBO._loss_and_surrogate_loss``): its public methods only return a
     float or call ``backward``, and a differentiable loss needs the surrogate tensor."""
     return elbo._loss_and_surrogate_loss(model, guide, args, kwargs)
+
+
+def pending_optim_state(optim: Any) -> dict[str, Any]:
+    """Optimizer states a ``PyroOptim`` received with ``set_state`` whose params have not been
+    updated since (``PyroOptim._state_waiting_to_be_consumed``): a checkpoint written right after
+    a resume must still hold them."""
+    return dict(getattr(optim, "_state_waiting_to_be_consumed", {}))

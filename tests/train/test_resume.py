@@ -123,7 +123,7 @@ def test_cli_resume_gives_the_same_model_file(tmp_path):
     assert (straight / "model.pt").read_bytes() == (parts / "model.pt").read_bytes()
 
 
-def _function_run(steps, ckpt_dir=None, resume=False, data=DATA):
+def _function_run(steps, ckpt_dir=None, resume=False, data=DATA, param_scope=False):
     """A user's plain functions: pyro.param (two with constraints) and pyro.module."""
     pyro.clear_param_store()
     pyro.param("unrelated", torch.ones(3))  # in the store, but not trained by this step
@@ -143,7 +143,7 @@ def _function_run(steps, ckpt_dir=None, resume=False, data=DATA):
         with pyro.plate("data", len(data), subsample=torch.arange(len(x))):
             pyro.sample("z", dist.Normal(encoder(x), scale).to_event(1))
 
-    step = SVIStep(model, guide, lr=1e-2)
+    step = SVIStep(model, guide, lr=1e-2, param_scope=param_scope)
     trainer = Trainer(
         step,
         batch_size=16,
@@ -154,7 +154,9 @@ def _function_run(steps, ckpt_dir=None, resume=False, data=DATA):
         resume=resume,
     )
     history = trainer.fit(data)
-    return {k: v.detach().clone() for k, v in pyro.get_param_store().items()}, history
+    with step.param_scope():
+        params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    return params, history
 
 
 def test_function_model_resume_is_bit_identical_and_saves_only_its_params(tmp_path):
@@ -167,6 +169,19 @@ def test_function_model_resume_is_bit_identical_and_saves_only_its_params(tmp_pa
     resumed, history = _function_run(10, tmp_path, resume=True)
     _assert_same_state(straight, resumed)
     assert history.losses == full.losses
+
+
+def test_private_param_scope_resume_is_bit_identical(tmp_path):
+    straight, full = _function_run(10, param_scope=True)
+    _function_run(5, tmp_path, param_scope=True)
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["step_state"]
+    trained = ["encoder$$$bias", "encoder$$$weight", "noise", "w", "z_scale"]
+    assert sorted(saved["params"]) == sorted(saved["optim"]) == trained
+    resumed, history = _function_run(10, tmp_path, resume=True, param_scope=True)
+    assert sorted(resumed) == trained  # the private store holds only this step's params
+    _assert_same_state(straight, resumed)
+    assert history.losses == full.losses
+    assert sorted(pyro.get_param_store().keys()) == ["unrelated"]  # the global store untouched
 
 
 class BatchNormVAE(nn.Module):

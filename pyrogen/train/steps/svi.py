@@ -14,6 +14,7 @@ import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 
+from pyrogen._compat import pending_optim_state
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
 
@@ -253,7 +254,7 @@ class SVIStep:
         as Pyro's SVI does), those with restored optimizer state not yet used, and the owner
         modules' params (before the first update)."""
         store = pyro.get_param_store()
-        names = set(self.optim.get_state()) | set(_pending_optim_state(self.optim))
+        names = set(self.optim.get_state()) | set(pending_optim_state(self.optim))
         for module in self._owners().values():
             names.update(store.param_name(p) for p in module.parameters())
         return sorted(n for n in names if n is not None and n in store)
@@ -263,24 +264,24 @@ class SVIStep:
         unconstrained, with their ``"constraints"``), the owner modules' buffers (e.g.
         BatchNorm statistics) and the optimizer state. Buffers are the live tensors (like
         ``nn.Module.state_dict``)."""
-        params = ckpt.get_param_store_state(self._trained_param_names())
-        buffers = {
+        with self.param_scope():
+            params = ckpt.get_param_store_state(self._trained_param_names())
+            optim = {**pending_optim_state(self.optim), **self.optim.get_state()}
+        return {**params, "buffers": self._buffers(), "optim": optim}
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        return {
             f"{owner}.{name}": b
             for owner, module in self._owners().items()
             for name, b in module.named_buffers()
         }
-        optim = {**_pending_optim_state(self.optim), **self.optim.get_state()}
-        return {**params, "buffers": buffers, "optim": optim}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy a :meth:`state_dict` in place into the param store (creating missing params with
         their constraints), the owner modules' buffers and the optimizer."""
-        ckpt.set_param_store_state({"params": state["params"], "constraints": state["constraints"]})
-        buffers = {
-            f"{owner}.{name}": b
-            for owner, module in self._owners().items()
-            for name, b in module.named_buffers()
-        }
+        with self.param_scope():
+            self._load_params_and_optim(state)
+        buffers = self._buffers()
         unknown = sorted(set(state["buffers"]) - set(buffers))
         if unknown:
             raise ValueError(
@@ -290,13 +291,11 @@ class SVIStep:
         with torch.no_grad():
             for name, value in state["buffers"].items():
                 buffers[name].copy_(value)
+
+    def _load_params_and_optim(self, state: dict[str, Any]) -> None:
+        ckpt.set_param_store_state({"params": state["params"], "constraints": state["constraints"]})
         current = pyro.get_param_store().get_state()["params"]
         for name in state["optim"]:  # optimizers rebuilt with the loaded state on the next step
             if name in current:
                 self.optim.optim_objs.pop(current[name], None)
         self.optim.set_state(state["optim"])
-
-
-def _pending_optim_state(optim: pyro.optim.PyroOptim) -> dict[str, Any]:
-    """Optimizer states loaded with ``set_state`` whose params have not been updated since."""
-    return dict(getattr(optim, "_state_waiting_to_be_consumed", {}))
