@@ -359,7 +359,10 @@ def test_nonfinite_loss_raises_before_update_and_can_be_skipped():
 
     gen, critic = Generator(2, 2, hidden=(4,)), NaNCritic()
     step = AdversarialStep(gen, critic, "hinge")
-    with pytest.raises(NonFiniteError, match="critic loss is nan"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"Critic update 1 of 1: the critic loss is not finite \(critic_loss = nan\)",
+    ):
         step(torch.randn(4, 2), torch.randn(4, 2))
     assert torch.equal(critic.w.detach(), torch.ones(1))  # no update was applied
     history = Trainer(step, batch_size=4, steps=3, progress=False, nonfinite="skip").fit(
