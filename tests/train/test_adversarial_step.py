@@ -6,6 +6,8 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from pyrogen.train import AdversarialStep, NonFiniteError, Trainer
@@ -176,3 +178,29 @@ def test_gradient_check_names_parameters_and_ignores_an_overflowing_sum():
     module.bias.grad[1] = float("-inf")
     with pytest.raises(NonFiniteError, match=r"critic parameter\(s\) \['bias'\]"):
         _check_gradients("critic", params, module)
+
+
+def _ddp_worker(rank, world_size, tmp):
+    torch.set_num_threads(1)
+    torch_dist.init_process_group(
+        "gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world_size
+    )
+    try:
+        step = _step("hinge", critic_steps=1, ema=None, lr_decay=0.0, total_steps=None)
+        data = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+        data[::9, 0] = MARKER  # some critic batches give one of the ranks a NaN gradient
+        trainer = Trainer(step, batch_size=16, steps=6, seed=0, progress=False, nonfinite="skip")
+        history = trainer.fit(data)
+        state = {"critic": step.critic.state_dict(), "generator": step.generator.state_dict()}
+        torch.save({"state": state, "skipped": history.skipped}, f"{tmp}/rank{rank}.pt")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_data_parallel_ranks_check_the_averaged_gradients_and_skip_together(tmp_path):
+    """A NaN gradient on one rank reaches every rank through the average: all skip the step and
+    stay in sync (checking before averaging would leave the other rank waiting in all_reduce)."""
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert ranks[0]["skipped"] == ranks[1]["skipped"] >= 1
+    _assert_identical(ranks[0]["state"], ranks[1]["state"])
