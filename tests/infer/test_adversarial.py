@@ -98,6 +98,159 @@ def test_clipping_bounds_every_critic_weight():
     assert "w1" in record and math.isfinite(record["w1"])
 
 
+# -- nonlinear critics: closed forms and transcriptions of the papers ------------------------------
+
+
+class Quadratic(nn.Module):
+    """d(x) = a ‖x‖² / 2 (x flattened per example): ∇_x d(x) = a x, so ‖∇d(x̂)‖ = a ‖x̂‖ differs
+    from point to point. Records its inputs."""
+
+    def __init__(self, a=1.0):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a, dtype=torch.float64))
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x)
+        return self.a * x.reshape(len(x), -1).pow(2).sum(1) / 2
+
+
+def _pairs(n=256, shape=(2,)):
+    """Real and fake points whose interpolates have norms on both sides of 1 (so that a one-sided
+    penalty differs from the two-sided one)."""
+    torch.manual_seed(0)
+    real = torch.randn(n, *shape, dtype=torch.float64)
+    fake = 0.2 * torch.randn(n, *shape, dtype=torch.float64) + 0.3
+    return real, fake
+
+
+def _eps_of(x_hat, real, fake):
+    """ε_i such that x̂_i = ε_i x_i + (1 - ε_i) x̃_i, and the distance of x̂_i to that line."""
+    x_hat, real, fake = (t.reshape(len(t), -1) for t in (x_hat, real[: len(x_hat)], fake))
+    d = real - fake[: len(x_hat)]
+    eps = ((x_hat - fake[: len(x_hat)]) * d).sum(1) / (d * d).sum(1)
+    off = (x_hat - fake[: len(x_hat)] - eps[:, None] * d).norm(dim=1)
+    return eps, off
+
+
+def test_gradient_penalty_of_a_quadratic_critic_is_the_closed_form():
+    """‖∇d(x̂)‖ = a‖x̂‖: GP = E(a‖x̂‖ − 1)², dGP/da = E 2(a‖x̂‖ − 1)‖x̂‖, at x̂ = εx + (1 − ε)x̃
+    with one ε ~ U[0, 1] per example, drawn from the given generator (image-shaped examples)."""
+    real, fake = _pairs(200, shape=(1, 2, 2))
+    fake = fake[:150]  # the first min(len(real), len(fake)) pairs are used
+    critic = Quadratic(a=1.3)
+    gp = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
+    eps = torch.rand((150, 1, 1, 1), generator=torch.Generator().manual_seed(3))
+    x_hat = eps * real[:150] + (1 - eps) * fake
+    (seen,) = critic.inputs
+    torch.testing.assert_close(seen, x_hat, rtol=0, atol=1e-12)
+    r = x_hat.flatten(1).norm(dim=1)
+    assert (1.3 * r < 1).any() and (1.3 * r > 1).any()
+    assert gp.item() == pytest.approx(((1.3 * r - 1) ** 2).mean().item(), rel=1e-12)
+    gp.backward()  # differentiable in the critic's parameters
+    assert critic.a.grad.item() == pytest.approx((2 * (1.3 * r - 1) * r).mean().item(), rel=1e-12)
+
+
+def test_wgan_gp_evaluates_the_penalty_on_random_interpolates():
+    """Inside WGAN_GP: every x̂_i lies on the segment [x̃_i, x_i], ε_i differs per example and
+    looks U[0, 1], and the terms match the closed form at those x̂."""
+    real, fake = _pairs(512)
+    critic = Quadratic()
+    terms = WGAN_GP(critic, penalty=10.0).critic_terms(fixed_model(fake), None, real=real)
+    (x_hat,) = [x for x in critic.inputs if x.requires_grad]
+    eps, off = _eps_of(x_hat, real, fake)
+    assert off.max() < 1e-12 and eps.min() >= 0 and eps.max() <= 1
+    # per-example U[0, 1]: mean 1/2, sd 1/sqrt(12) = 0.289 (a shared ε has sd 0)
+    assert eps.mean().item() == pytest.approx(0.5, abs=0.05)
+    assert eps.std().item() == pytest.approx(12**-0.5, abs=0.03)
+    gp = ((x_hat.norm(dim=1) - 1) ** 2).mean()
+    w1 = (real.pow(2).sum(1) / 2).mean() - (fake.pow(2).sum(1) / 2).mean()
+    assert terms["penalty"].item() == pytest.approx(gp.item(), rel=1e-12)
+    assert terms["w1"].item() == pytest.approx(w1.item(), rel=1e-12)
+    assert terms["critic_loss"].item() == pytest.approx((-w1 + 10 * gp).item(), rel=1e-12)
+
+
+class ScaledMLP(nn.Module):
+    """A fixed nonlinear critic (tanh MLP, float64); scores of N(0, 2²) data span about [-4, 3]."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x)
+        return 5 * self.net(x).squeeze(-1)
+
+
+def _paper_losses(name, d, real, fake, x_hat=None):
+    """The papers' formulas, transcribed literally (D = sigmoid(d)): critic loss and
+    diagnostics, generator loss."""
+    if name in ("gan", "nsgan"):  # Goodfellow et al. (2014), eq. 1 and Sec. 3
+        D = lambda x: torch.sigmoid(d(x))  # noqa: E731
+        V = torch.log(D(real)).mean() + torch.log(1 - D(fake)).mean()
+        gen = torch.log(1 - D(fake)).mean() if name == "gan" else -torch.log(D(fake)).mean()
+        return {"critic_loss": -V, "value": V}, gen
+    if name == "hinge":  # Lim & Ye (2017); Miyato et al. (2018), eq. 16-17
+        critic = torch.clamp(1 - d(real), min=0).mean() + torch.clamp(1 + d(fake), min=0).mean()
+        return {"critic_loss": critic}, -d(fake).mean()
+    w1 = d(real).mean() - d(fake).mean()  # Arjovsky et al. (2017), Algorithm 1
+    if name == "wgan":
+        return {"critic_loss": -w1, "w1": w1}, -d(fake).mean()
+    x_hat = x_hat.detach().requires_grad_(True)  # Gulrajani et al. (2017), Algorithm 1
+    (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+    gp = ((grad.norm(dim=1) - 1) ** 2).mean()
+    return {"critic_loss": -w1 + 10 * gp, "w1": w1, "penalty": gp}, -d(fake).mean()
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_match_the_papers_formulas_on_a_nonlinear_critic(name):
+    """Values and gradients (in the critic's parameters, and in the generated points) of each
+    loss equal a literal transcription of its paper's formula."""
+    critic = ScaledMLP()
+    torch.manual_seed(0)
+    real = 2 * torch.randn(64, 2, dtype=torch.float64)
+    fake = 2 * torch.randn(64, 2, dtype=torch.float64) + 1
+    with torch.no_grad():  # every regime of every loss occurs: D near 0 and 1, both hinges
+        s_real, s_fake = critic(real), critic(fake)
+    assert (s_real < 1).any() and (s_real > 1).any() and (s_fake < -1).any() and (s_fake > -1).any()
+    assert (s_real < -1).any() and (s_fake > 1).any()
+    critic.inputs.clear()
+    loss = adversarial_loss(name, critic)
+    terms = loss.critic_terms(fixed_model(fake), None, real=real)
+    x_hat = next((x for x in critic.inputs if x.requires_grad), None)
+    expected, _ = _paper_losses(name, critic, real, fake, x_hat)
+    assert terms.keys() == expected.keys()
+    for key in terms:
+        assert terms[key].item() == pytest.approx(expected[key].item(), rel=1e-10), key
+    params = list(critic.parameters())
+    got = torch.autograd.grad(terms["critic_loss"], params)
+    want = torch.autograd.grad(expected["critic_loss"], params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
+    # generator part: value and gradient in the generated points
+    fake_g = fake.clone().requires_grad_(True)
+    gen = loss.generator_loss(fixed_model(fake_g), None, 64)
+    _, gen_expected = _paper_losses(name, critic, real, fake_g, x_hat)
+    assert gen.item() == pytest.approx(gen_expected.item(), rel=1e-10)
+    (got,) = torch.autograd.grad(gen, fake_g)
+    (want,) = torch.autograd.grad(gen_expected, fake_g)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_weight_clipping_is_elementwise_clamp_to_plus_minus_c():
+    critic = ScaledMLP()
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.mul_(50)
+    expected = [p.detach().clamp(-0.01, 0.01) for p in critic.parameters()]
+    assert any((e == -0.01).any() and (e == 0.01).any() for e in expected)
+    WGAN(critic, clip=0.01).after_critic_step()
+    for e, p in zip(expected, critic.parameters(), strict=True):
+        assert torch.equal(p.detach(), e)
+
+
 # -- sign conventions ----------------------------------------------------------------------------
 
 
@@ -359,7 +512,10 @@ def test_nonfinite_loss_raises_before_update_and_can_be_skipped():
 
     gen, critic = Generator(2, 2, hidden=(4,)), NaNCritic()
     step = AdversarialStep(gen, critic, "hinge")
-    with pytest.raises(NonFiniteError, match="critic loss is nan"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"Critic update 1 of 1: the critic loss is not finite \(critic_loss = nan\)",
+    ):
         step(torch.randn(4, 2), torch.randn(4, 2))
     assert torch.equal(critic.w.detach(), torch.ones(1))  # no update was applied
     history = Trainer(step, batch_size=4, steps=3, progress=False, nonfinite="skip").fit(

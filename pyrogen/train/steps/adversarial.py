@@ -16,6 +16,12 @@ with separate optimizers for the generator and the critic, so it runs in the sam
     history = Trainer(step, batch_size=256, steps=2000).fit(load_dataset("ring8").train_x)
     history.column("w1")                                       # the critic's W1 estimates
 
+The step is atomic: before every parameter update its loss and the gradients of the
+parameters it changes are checked, and a NaN/Inf raises :class:`NonFiniteError` after undoing
+the step's earlier critic updates (critic parameters and buffers, the critic optimizer's state,
+the learning rates, the generator's buffers), so a skipped step (``nonfinite="skip"``) changed
+nothing.
+
 Paper defaults by loss name (:data:`PRESETS`): GAN (and nsgan, hinge) Adam 2e-4,
 β = (0.5, 0.999), k = 1 [1, 4]; WGAN RMSprop 5e-5, c = 0.01, k = 5 [2]; WGAN-GP Adam 1e-4,
 β = (0, 0.9), λ = 10, k = 5 [3].
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,12 +60,57 @@ def _make_optim(params, optim: str, lr: float, betas) -> torch.optim.Optimizer:
     raise ValueError(f"Unknown optimizer {optim!r}; expected 'adam' or 'rmsprop'.")
 
 
-def _check_finite(name: str, value: torch.Tensor) -> None:
-    if not torch.isfinite(value).all():
-        raise NonFiniteError(
-            f"The {name} is {float(value.detach())}; no parameter was changed by this update"
-            " (earlier critic updates of the same step are kept)."
-        )
+def _params(optim: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optim.param_groups for p in group["params"]]
+
+
+def _check_finite(what: str, terms: dict[str, torch.Tensor]) -> None:
+    bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
+    if bad:
+        values = ", ".join(f"{name} = {float(terms[name].detach())}" for name in bad)
+        raise NonFiniteError(f"the {what} is not finite ({values})")
+
+
+def _check_gradients(what: str, params: list[torch.Tensor], module: nn.Module) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    # fast path: a NaN/Inf anywhere makes the sum non-finite (isfinite() is ~10x slower)
+    if not grads or math.isfinite(torch.stack([g.sum() for g in grads]).sum()):
+        return
+    names = {id(p): name for name, p in module.named_parameters()}
+    bad = [
+        names.get(id(p), f"#{i} of the optimizer")
+        for i, p in enumerate(params)
+        if p.grad is not None and not torch.isfinite(p.grad).all()
+    ]
+    if bad:  # else only the sum overflowed
+        raise NonFiniteError(f"non-finite gradient of {what} parameter(s) {bad[:5]}")
+
+
+@torch.no_grad()
+def _snapshot(
+    tensors: list[torch.Tensor],
+    optim: torch.optim.Optimizer,
+    lr_optims: tuple[torch.optim.Optimizer, ...],
+) -> Callable[[], None]:
+    """Copy ``tensors``, ``optim``'s state and the learning rates of ``lr_optims``; the returned
+    function puts them back in place (the optimizers keep pointing at the same tensors)."""
+    saved = [(t, t.clone()) for t in tensors]
+    state = {
+        p: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in s.items()}
+        for p, s in optim.state.items()
+    }
+    lrs = [(group, group["lr"]) for opt in lr_optims for group in opt.param_groups]
+
+    @torch.no_grad()
+    def restore() -> None:
+        for live, copied in saved:
+            live.copy_(copied)
+        optim.state.clear()
+        optim.state.update(state)
+        for group, lr in lrs:
+            group["lr"] = lr
+
+    return restore
 
 
 class AdversarialStep:
@@ -90,7 +142,12 @@ class AdversarialStep:
     Each call takes ``batches_per_step = critic_steps + 1`` real batches: one per critic update,
     and the last one sets the generator's batch size. It returns ``{"loss": generator loss,
     "critic_loss": ..., "w1": ...}`` (``w1``, and ``penalty`` for wgan-gp, from the last critic
-    update; ``value`` = V for gan/nsgan).
+    update; ``value`` = V for gan/nsgan). A NaN/Inf in any of these or in a gradient raises
+    :class:`NonFiniteError` and the call changes nothing (see the module docs).
+
+    ``gradient_hooks`` (a list of ``fn(params)``) run between each backward pass and the check
+    and update that follow it (data-parallel training averages the gradients there, so every
+    rank checks the same gradients).
     """
 
     def __init__(
@@ -171,6 +228,7 @@ class AdversarialStep:
             self.ema_generator = copy.deepcopy(generator)
             self.ema_generator.requires_grad_(False)
         self.num_steps = 0
+        self.gradient_hooks: list[Callable[[list[torch.Tensor]], None]] = []
 
     @property
     def sampler(self) -> nn.Module:
@@ -217,31 +275,56 @@ class AdversarialStep:
             return p.device
         return torch.device("cpu")
 
+    def _apply(
+        self, optim: torch.optim.Optimizer, terms: dict[str, torch.Tensor], owner: nn.Module
+    ) -> None:
+        """Backward of the first of ``terms``, gradient hooks, then the update of ``optim`` only
+        if every term and every gradient is finite (checked after the hooks, so that
+        data-parallel ranks check the same averaged gradients and fail together)."""
+        what = "critic" if owner is self.critic else "generator"
+        params = _params(optim)
+        try:
+            next(iter(terms.values())).backward()
+            for hook in self.gradient_hooks:
+                hook(params)
+            _check_finite(f"{what} loss", terms)
+            _check_gradients(what, params, owner)
+            optim.step()
+        finally:
+            optim.zero_grad(set_to_none=True)
+
     def critic_update(self, real: torch.Tensor) -> dict[str, float]:
-        """One critic update on the real batch ``real`` against ``len(real)`` generated examples."""
+        """One critic update on the real batch ``real`` against ``len(real)`` generated examples
+        (raises :class:`NonFiniteError` before changing anything on a NaN/Inf loss, diagnostic or
+        gradient)."""
         self.critic_optim.zero_grad(set_to_none=True)
         terms = self.loss.critic_terms(self.generator.model, None, len(real), real=real)
-        _check_finite("critic loss", terms["critic_loss"])
-        terms["critic_loss"].backward()
-        self.critic_optim.step()
+        self._apply(self.critic_optim, terms, self.critic)
         self.loss.after_critic_step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
     def generator_update(self, n: int) -> float:
-        """One generator update on ``n`` generated examples; the critic is frozen meanwhile."""
+        """One generator update on ``n`` generated examples; the critic is frozen meanwhile
+        (raises :class:`NonFiniteError` before changing anything on a NaN/Inf loss or
+        gradient)."""
         flags = [p.requires_grad for p in self.critic.parameters()]
         for p in self.critic.parameters():
             p.requires_grad_(False)
         try:
             self.generator_optim.zero_grad(set_to_none=True)
             loss = self.loss.generator_loss(self.generator.model, None, n)
-            _check_finite("generator loss", loss)
-            loss.backward()
-            self.generator_optim.step()
+            self._apply(self.generator_optim, {"loss": loss}, self.generator)
         finally:
             for p, flag in zip(self.critic.parameters(), flags, strict=True):
                 p.requires_grad_(flag)
         return float(loss.detach())
+
+    def _undo(self) -> Callable[[], None]:
+        """Snapshot of everything a failing call could have changed (see :func:`_snapshot`)."""
+        tensors = {id(t): t for t in (*self.critic.parameters(), *_params(self.critic_optim))}
+        tensors.update((id(b), b) for b in (*self.critic.buffers(), *self.generator.buffers()))
+        optims = (self.generator_optim, self.critic_optim)
+        return _snapshot(list(tensors.values()), self.critic_optim, optims)
 
     def __call__(self, *batches: torch.Tensor) -> dict[str, float]:
         if len(batches) != self.batches_per_step:
@@ -250,22 +333,26 @@ class AdversarialStep:
                 f" {self.batches_per_step} real batches per call, got {len(batches)}."
             )
         device = self._device()
-        self._set_lrs()
-        self.generator.train()
-        self.critic.train()
-        for batch in batches[:-1]:
-            record = self.critic_update(batch.to(device))
-        loss = self.generator_update(len(batches[-1]))
+        undo = self._undo()
+        where = "generator update"
+        try:
+            self._set_lrs()
+            self.generator.train()
+            self.critic.train()
+            for i, batch in enumerate(batches[:-1]):
+                where = f"critic update {i + 1} of {self.critic_steps}"
+                record = self.critic_update(batch.to(device))
+            where = "generator update"
+            loss = self.generator_update(len(batches[-1]))
+        except NonFiniteError as err:
+            undo()
+            raise NonFiniteError(f"{where.capitalize()}: {err}; the step changed nothing.") from err
+        except BaseException:
+            undo()  # the step is atomic
+            raise
         self._update_ema()
         self.num_steps += 1
-        record = {"loss": loss, **record}
-        bad = [k for k, v in record.items() if not math.isfinite(v)]
-        if bad:  # diagnostics (w1, penalty) only: the losses were checked before each update
-            raise FloatingPointError(
-                f"Adversarial training diverged at step {self.num_steps}: {bad} not finite"
-                f" ({record}). Lower the learning rates or use loss='wgan-gp'."
-            )
-        return record
+        return {"loss": loss, **record}
 
     def validate(self, batch: torch.Tensor) -> None:
         """Raise a ``ValueError`` when real ``batch`` cannot be compared with generated data: not
