@@ -176,8 +176,10 @@ class WeightLayout:
 
 def guess_max_plate_nesting(model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> int:
     """Deepest vectorized plate of one run of ``guide`` and ``model`` replayed against it
-    (hidden from outer handlers; it draws from the random number generator)."""
-    with poutine.block(), torch.no_grad():
+    (hidden from outer handlers; the random number generators are left as they were, so a
+    seeded evaluation draws the same particles whether or not the nesting was guessed)."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), poutine.block(), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs

@@ -147,3 +147,14 @@ def test_weights_are_differentiable():
     z = X / 2 + 0.3
     expected = 2 * (-z + (X - z - B)).sum()
     assert pyro.param("c").unconstrained().grad.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_guessing_the_plate_nesting_leaves_the_random_stream_alone():
+    """A seeded evaluation must draw the same particles whether or not the nesting is guessed
+    first (the guess runs the guide, which samples)."""
+    from pyrogen.infer.importance import guess_max_plate_nesting
+
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    assert guess_max_plate_nesting(model, guide, ALL) == 1
+    assert torch.equal(torch.get_rng_state(), before)
