@@ -55,7 +55,7 @@ DEFAULT_TESTS = {
     ],
     "pyrogen/infer/variance.py": [
         "tests/infer/test_variance.py",
-        "tests/infer/test_elbo_mutants.py",
+        "tests/infer/test_variance_mutants.py",
     ],
     "pyrogen/evaluate/wasserstein.py": [
         "tests/evaluate/test_wasserstein.py",
