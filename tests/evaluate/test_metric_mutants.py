@@ -101,6 +101,8 @@ def test_mode_coverage_threshold_boundary_and_custom_threshold():
     out = mode_coverage(torch.tensor([[1.5], [2.5], [11.0]]), CENTERS, sigma=1.0, threshold=2.0)
     assert out["counts"] == [1, 1, 0, 0] and out["modes"] == 2  # 1.5 <= 2 < 2.5; 11 is 1 from 10
     assert out["high_quality"] == pytest.approx(2 / 3)
+    half = mode_coverage(torch.tensor([[0.4], [0.6]]), CENTERS, sigma=1.0, threshold=0.5)
+    assert half["counts"] == [1, 0, 0, 0]
     with pytest.raises(ValueError, match="threshold > 0"):
         mode_coverage(torch.zeros(2, 1), CENTERS, 1.0, threshold=0.0)
     with pytest.raises(ValueError, match=r"shape \(n, d\)"):

@@ -84,3 +84,9 @@ def test_validation_boundaries():
     for bad in (0, 2.0, -1):
         with pytest.raises(ValueError, match="positive int"):
             ELBOConvergence(0.01, eval_elbo=bad)
+
+
+def test_defaults_are_stans():
+    """tol_rel_obj = 0.01, eval_elbo = 100 and a budget of 10 000 steps (buffer of 10)."""
+    rule = ELBOConvergence()
+    assert (rule.tol_rel_obj, rule.eval_elbo, rule.buffer.maxlen) == (0.01, 100, 10)

@@ -277,3 +277,26 @@ def test_neural_baseline_casts_integer_inputs():
     elbo = ELBO(estimator="score", baseline="neural")
     elbo.loss_and_grads(model, guide, torch.tensor([[1, 2], [3, 4]]))
     assert next(elbo.baseline_net.parameters()).dtype == torch.get_default_dtype()
+
+
+def test_neural_baseline_with_a_one_dimensional_input_and_a_user_network():
+    """A 1-D first argument (features of one example, one global latent) gets a scalar
+    baseline; a user network in another dtype is fed in its own dtype."""
+    x = torch.tensor([0.5, -1.0, 2.0])
+
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        pyro.sample("obs", dist.Normal(mu, 1.0), obs=x.sum())
+
+    def guide(x):
+        pyro.sample("mu", dist.Normal(pyro.param("m", torch.tensor(0.0)), 1.0))
+
+    elbo = ELBO(estimator="score", baseline="neural")
+    elbo.loss_and_grads(model, guide, x)
+    assert elbo.baseline_net.net[0].in_features == 3 and elbo.baseline_net(x).shape == ()
+    net = torch.nn.Linear(3, 1).double()
+    user = ELBO(estimator="score", baseline="neural", baseline_net=net)
+    user.loss_and_grads(model, guide, x)
+    assert user.baseline_net is net and net.weight.grad is not None
+    with pytest.raises(ValueError, match="baseline_net needs baseline='neural'"):
+        ELBO(estimator="score", baseline_net=net)

@@ -46,6 +46,17 @@ def test_gaussian_log_prob_soft_variance_floor_and_mean():
     with pytest.raises(ValueError, match="min_variance > 0"):
         Gaussian(min_variance=0.0)
     Gaussian(min_variance=1e-12)
+    # the default floor (what get_likelihood("gaussian") and the CLI use) is 1e-3
+    assert get_likelihood("gaussian").min_log_var == pytest.approx(math.log(1e-3))
+
+
+def test_gaussian_splits_the_last_dimension_of_batched_outputs():
+    """Vectorized particles give decoder outputs of shape (K, batch, 2 * features)."""
+    lik = Gaussian()
+    output = torch.randn(2, 3, 4)
+    torch.testing.assert_close(lik.mean(output), output[..., :2])
+    d = lik.distribution(output)
+    assert d.batch_shape == (2, 3) and d.event_shape == (2,)
 
 
 def test_validation_names_the_bad_rows_and_get_likelihood():
@@ -54,6 +65,9 @@ def test_validation_names_the_bad_rows_and_get_likelihood():
     for lik in (Bernoulli(), Gaussian()):
         with pytest.raises(ValueError, match=r"first rows: \[1, 3\]"):
             lik.validate(x)
+    many = torch.full((8, 2), float("nan"))
+    with pytest.raises(ValueError, match=r"first rows: \[0, 1, 2, 3, 4\]\)"):
+        Gaussian().validate(many)  # at most five rows are listed
     Gaussian().validate(torch.tensor([[-5.0, 7.0]]))
     mine = Gaussian(min_variance=0.2)
     assert get_likelihood(mine) is mine
