@@ -18,14 +18,16 @@ For one module, every mutable expression is found with :mod:`ast` and changed in
 Docstrings, type annotations, f-strings and the arguments of ``raise`` (error messages) are
 left alone. Each mutant replaces the source text of one expression (line numbers are kept) in a
 *temporary copy* of the package, never in the working tree; the chosen test files then run in a
-subprocess (``pytest -x -q -p no:cacheprovider``, no bytecode cache) with a timeout. A mutant is
-*killed* when the tests fail (or time out), *survived* when they pass.
+subprocess (``pytest -x -q -p no:cacheprovider``, no bytecode cache) with a timeout, or with
+``--fork`` in a child forked from a process that imported torch, pyro and pytest once (about ten
+times faster). A mutant is *killed* when the tests fail (or time out), *survived* when they pass.
+Results of a run: ``benchmarks/mutation_report.md``.
 
 Usage::
 
     python benchmarks/mutate.py --module pyrogen/evaluate/modes.py \\
         --tests tests/evaluate/test_modes.py --max 40 --seed 0
-    python benchmarks/mutate.py --module pyrogen/evaluate/modes.py   # tests from DEFAULT_TESTS
+    python benchmarks/mutate.py --fork --module pyrogen/evaluate/modes.py  # DEFAULT_TESTS
     python benchmarks/mutate.py --module pyrogen/infer/elbo.py --list  # only list the mutants
 
 Run from the repository root; ``--tests`` accepts anything pytest does (files, node ids).

@@ -46,11 +46,11 @@ def test_wasserstein_1d_hand_computed():
         wasserstein_1d([0.0], [math.inf])
 
 
-@pytest.mark.parametrize("n, m", [(6, 6), (9, 4)])
-def test_sliced_wasserstein_matches_per_direction_scipy_reference(n, m):
+@pytest.mark.parametrize("n, m, num", [(6, 6, 7), (9, 4, 7), (9, 4, 4), (9, 4, 9)])
+def test_sliced_wasserstein_matches_per_direction_scipy_reference(n, m, num):
+    """(num equal to n or m: the equal-size shortcut must compare sample sizes, not P.)"""
     rng = np.random.default_rng(n + m)
     x, y = rng.normal(size=(n, 3)), rng.exponential(size=(m, 3)) * np.array([1.0, 2.0, 0.5])
-    num = 7
     w = torch.randn(num, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     w = (w / w.norm(dim=1, keepdim=True)).numpy()
     expected = np.mean([wasserstein_distance(x @ d, y @ d) for d in w])
@@ -76,6 +76,17 @@ def test_sliced_wasserstein_in_one_dimension_is_exact_w1():
     )
     # scaling the samples scales the distance
     assert sliced_wasserstein(2 * x, 2 * y) == pytest.approx(2 * exact, rel=1e-12)
+
+
+def test_sliced_wasserstein_defaults_and_tensors_with_gradients():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 2, generator=g, requires_grad=True)
+    y = torch.randn(20, 2, generator=g) + 1
+    value = sliced_wasserstein(x, y)
+    assert value == sliced_wasserstein(x.detach(), y, num_projections=256, seed=0)  # defaults
+    assert value != sliced_wasserstein(x.detach(), y, num_projections=255, seed=0)
+    assert value != sliced_wasserstein(x.detach(), y, num_projections=256, seed=1)
+    assert wasserstein_1d(x[:, 0], y[:, 0]) == wasserstein_1d(x[:, 0].tolist(), y[:, 0].numpy())
 
 
 # ---------------------------------------------------------------------------- mode coverage
@@ -187,3 +198,40 @@ def test_frechet_classifier_distance_uses_feature_mean_and_covariance():
         frechet_classifier_distance(samples[:, :4], real, clf)
     with pytest.raises(ValueError, match="real have 6"):
         frechet_classifier_distance(samples, torch.zeros(3, 6), clf)
+
+
+def test_feature_classifier_training_matches_a_plain_pytorch_loop():
+    """Seeded minibatch Adam on the cross-entropy over the first max_train examples, every
+    example once per epoch."""
+    x, y = _labelled(90)
+    data = SimpleNamespace(name="toy", train_x=x, train_y=y, test_x=x, test_y=y)
+    clf = train_feature_classifier(data, epochs=2, batch_size=16, lr=5e-3, seed=3, max_train=70)
+    torch.manual_seed(3)
+    ref = FeatureClassifier(5, 3)
+    optim = torch.optim.Adam(ref.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        order = torch.randperm(70, generator=g)
+        for idx in order.split(16):
+            optim.zero_grad()
+            torch.nn.functional.cross_entropy(ref(x[idx]), y[idx]).backward()
+            optim.step()
+    for a, b in zip(clf.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert clf.accuracy == float((ref(x).argmax(1) == y).float().mean())
+
+
+def test_frechet_classifier_distance_edge_inputs():
+    torch.manual_seed(0)
+    clf = FeatureClassifier(5, 3)
+    x, _ = _labelled(40)
+    samples = (x[:20] + 1).requires_grad_()  # e.g. straight from a generator
+    real = x[20:].clone().requires_grad_()
+    expected = frechet_classifier_distance(samples.detach(), real.detach(), clf)
+    assert frechet_classifier_distance(samples, real, clf) == expected
+    assert math.isfinite(frechet_classifier_distance(x[:2], x[2:4], clf))  # two samples suffice
+    mu, cov = np.zeros(4), np.eye(4)
+    with pytest.raises(ValueError, match="Mismatched"):
+        frechet_distance(mu, cov, mu, np.eye(3))
+    with pytest.raises(ValueError, match="Mismatched"):
+        frechet_distance(mu, cov, np.zeros(3), cov)
