@@ -38,6 +38,7 @@ __all__ = [
     "check_site_shape",
     "elbo_trace",
     "pending_optim_state",
+    "pyro_module_prefix",
     "scale_and_mask",
     "tracegraph_loss_and_surrogate",
     "warn_if_nan",
@@ -64,3 +65,9 @@ def pending_optim_state(optim: Any) -> dict[str, Any]:
     updated since (``PyroOptim._state_waiting_to_be_consumed``): a checkpoint written right after
     a resume must still hold them."""
     return dict(getattr(optim, "_state_waiting_to_be_consumed", {}))
+
+
+def pyro_module_prefix(module: Any) -> str:
+    """The name a ``PyroModule`` prefixes to its parameters' names in the param store
+    (``PyroModule._pyro_name``; ``""`` for a top-level module)."""
+    return getattr(module, "_pyro_name", "")

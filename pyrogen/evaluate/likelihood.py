@@ -34,7 +34,14 @@ from pyrogen.infer.importance import guess_max_plate_nesting, log_importance_wei
 MAX_CHUNK_ELEMENTS = 2**23
 
 
-def _model_and_guide(model: Any, guide: Callable | None) -> tuple[Callable, Callable]:
+def _model_and_guide(
+    model: Any, guide: Callable | None, data: Any = None
+) -> tuple[Callable, Callable]:
+    if callable(data) and not isinstance(data, torch.Tensor):
+        raise TypeError(
+            "The data came second and were a callable: give your guide by keyword, e.g."
+            " log_likelihood(model, x, guide=guide) (the second argument is the data)."
+        )
     if guide is not None:
         if not (callable(model) and callable(guide)):
             raise TypeError(
@@ -86,7 +93,7 @@ def log_weights(
     :param num_samples: particles :math:`K`.
     :param guide: the guide, when ``model`` is a model callable.
     """
-    return _log_weights(*_model_and_guide(model, guide), x, num_samples, None)
+    return _log_weights(*_model_and_guide(model, guide, x), x, num_samples, None)
 
 
 def _chunks(num: int, size: int) -> Iterator[tuple[int, int]]:
@@ -113,11 +120,11 @@ def _estimates(
     """Per-example (mean log-weight, log mean weight) over ``num_samples`` particles, in chunks
     of at most ``batch_size`` examples and as many particles as ``MAX_CHUNK_ELEMENTS`` allows;
     the log-sum-exp over particles is accumulated across particle chunks."""
+    model_fn, guide_fn = _model_and_guide(model, guide, data)
     if num_samples < 1:
         raise ValueError(f"Expected num_samples >= 1, got {num_samples}.")
     if batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1, got {batch_size}.")
-    model_fn, guide_fn = _model_and_guide(model, guide)
     device = _device_of(model, data)
     features = max(1, data[0].numel())
     particle_chunk = max(1, min(num_samples, MAX_CHUNK_ELEMENTS // (batch_size * features)))

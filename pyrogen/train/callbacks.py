@@ -29,6 +29,8 @@ Example — stop when the running loss is low enough::
             if record is not None and record["loss"] < self.threshold:
                 state.request_stop(f"loss {record['loss']:.3g} < {self.threshold}")
 
+    # record["loss"] is what the step reports: nats per example with SVIStep(loss_scale=1 / N)
+    step = SVIStep(vae.model, vae.guide, loss_scale=1 / len(x))
     Trainer(step, steps=10_000, callbacks=[StopBelow(90.0)]).fit(x)
 """
 

@@ -193,3 +193,13 @@ def test_inexact_guide_per_example_log_likelihood_converges_to_the_closed_form()
     w = log_weights(m, x, 4000).exp()
     se = w.std(0) / (math.sqrt(4000) * w.mean(0))
     assert ((ll - m.evidence(x)).abs() <= 5 * se + 1e-3).all()
+
+
+def test_a_positional_guide_is_refused_with_advice():
+    from pyrogen.evaluate import log_likelihood
+
+    def model(x):
+        pass
+
+    with pytest.raises(TypeError, match=r"guide=guide"):
+        log_likelihood(model, model, torch.zeros(3))

@@ -39,9 +39,9 @@ def _regression(bad_loss_at=None, bad_grad_at=None, once=False):
 
 
 def test_nan_loss_names_step_and_site_and_keeps_the_last_checkpoint(tmp_path):
-    # the model also runs once in setup, so model call 5 is training step 4
+    # setup runs the model twice (the programs, then the loss once), so call 6 is step 4
     trainer = Trainer(
-        _regression(bad_loss_at=5),
+        _regression(bad_loss_at=6),
         batch_size=32,
         steps=10,
         progress=False,
@@ -60,7 +60,7 @@ def test_nan_loss_names_step_and_site_and_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_nan_gradient_names_the_parameter_and_changes_nothing():
-    step = _regression(bad_grad_at=3)
+    step = _regression(bad_grad_at=4)  # step 2 (setup runs the model twice)
     trainer = Trainer(step, batch_size=32, steps=5, progress=False)
     with pytest.raises(
         NonFiniteError, match=r"Step 2: non-finite gradient of parameter\(s\) \['loc'\]"
@@ -71,7 +71,7 @@ def test_nan_gradient_names_the_parameter_and_changes_nothing():
 
 def test_skip_mode_drops_and_counts_bad_batches():
     trainer = Trainer(
-        _regression(bad_loss_at=3, once=True),
+        _regression(bad_loss_at=4, once=True),
         batch_size=32,
         steps=6,
         progress=False,

@@ -4,6 +4,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
@@ -65,6 +66,7 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path, capsys):
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     _vae_run(2, tmp_path)
+    pyro.clear_param_store()
     vae = VAE(6, 2, (8,), num_data=len(DATA))
     step = SVIStep(vae.model, vae.guide, lr=1e-2)
     trainer = Trainer(step, batch_size=8, steps=4, seed=3, checkpoint_dir=tmp_path, resume=True)
@@ -205,11 +207,17 @@ class BatchNormVAE(nn.Module):
             pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
 
 
-def _batchnorm_run(steps, ckpt_dir=None, resume=False):
+def _batchnorm_run(steps, ckpt_dir=None, resume=False, how="methods", loss=None):
+    """``how``: the programs are methods of the module ("methods"), or plain functions that
+    register its networks with pyro.module, given to the step as modules= ("functions")."""
     pyro.clear_param_store()
     torch.manual_seed(0)
     net = BatchNormVAE()
-    step = SVIStep(net.model, net.guide, lr=1e-2)
+    if how == "methods":
+        step = SVIStep(net.model, net.guide, loss, lr=1e-2)
+    else:
+        model, guide = (lambda x: net.model(x)), (lambda x: net.guide(x))
+        step = SVIStep(model, guide, loss, lr=1e-2, modules=[net.encoder, net.decoder])
     trainer = Trainer(
         step,
         batch_size=16,
@@ -230,6 +238,79 @@ def test_module_buffers_are_checkpointed_and_resume_is_bit_identical(tmp_path):
     assert "model.encoder.1.running_mean" in saved["buffers"]
     resumed, history = _batchnorm_run(10, tmp_path, resume=True)
     _assert_same_state(straight.state_dict(), resumed.state_dict())  # running stats included
+    assert history.losses == full.losses
+
+
+def test_buffers_of_networks_registered_from_functions_are_checkpointed(tmp_path):
+    straight, full = _batchnorm_run(10, how="functions")
+    _batchnorm_run(5, tmp_path, how="functions")
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["step_state"]
+    assert "module0.1.running_mean" in saved["buffers"]
+    resumed, history = _batchnorm_run(10, tmp_path, resume=True, how="functions")
+    _assert_same_state(straight.state_dict(), resumed.state_dict())
+    assert history.losses == full.losses
+
+
+def test_a_function_step_warns_that_it_cannot_find_its_networks_buffers():
+    pyro.clear_param_store()
+    net = BatchNormVAE()
+    step = SVIStep(lambda x: net.model(x), lambda x: net.guide(x), lr=1e-2)
+    step(DATA[:8].round())
+    with pytest.warns(UserWarning, match=r"\['decoder', 'encoder'\].*modules=\[net"):
+        step.state_dict()
+
+
+class Counter(PyroModule):
+    """A PyroModule whose forward is the model, with a buffer it updates on every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(6))
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(self.loc, 1.0).to_event(1), obs=x)
+
+
+def test_a_pyro_module_program_has_its_buffers_checkpointed(tmp_path):
+    def run(steps, resume=False):
+        pyro.clear_param_store()
+        counter = Counter()
+        step = SVIStep(counter, lambda x: None, lr=1e-2)
+        Trainer(
+            step,
+            batch_size=16,
+            steps=steps,
+            progress=False,
+            checkpoint_dir=tmp_path / str(resume),
+            resume=resume,
+        ).fit(DATA)
+        return counter
+
+    straight = run(10)
+    (tmp_path / "True").mkdir()
+    first = run(5, resume=False)
+    for path in (tmp_path / "False").iterdir():
+        (tmp_path / "True" / path.name).write_bytes(path.read_bytes())
+    resumed = run(10, resume=True)
+    assert first.calls < straight.calls
+    assert torch.equal(resumed.calls, straight.calls) and torch.equal(resumed.loc, straight.loc)
+
+
+def test_a_neural_baseline_resumes_bit_identically(tmp_path):
+    from pyrogen.infer import ELBO
+
+    def loss():
+        return ELBO(estimator="score", baseline="neural")
+
+    straight, full = _batchnorm_run(8, loss=loss())
+    _batchnorm_run(4, tmp_path, loss=loss())
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["step_state"]
+    assert any(name.startswith("elbo_nn_baseline") for name in saved["params"])
+    resumed, history = _batchnorm_run(8, tmp_path, resume=True, loss=loss())
+    _assert_same_state(straight.state_dict(), resumed.state_dict())
     assert history.losses == full.losses
 
 

@@ -7,7 +7,8 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, PyroParam
+from torch.distributions import constraints
 
 from pyrogen.models import VAE
 from pyrogen.train import NonFiniteError, SVIStep
@@ -154,16 +155,49 @@ def _changed(before, module):
 
 def test_a_second_pyro_module_with_the_same_names_is_refused_until_the_store_is_cleared():
     first, second = Regression(), Regression()
+    late = SVIStep(second.model, _no_guide, lr=0.1)  # built while the store was still empty
     SVIStep(first.model, _no_guide, lr=0.1)(XY)
     w1, w2 = _weights(first), _weights(second)
-    step = SVIStep(second.model, _no_guide, lr=0.1)
-    with pytest.raises(ValueError, match=r"\['linear.bias', 'linear.weight'\].*clear_param_store"):
-        step(XY)
+    message = r"\['linear.bias', 'linear.weight'\].*clear_param_store"
+    with pytest.raises(ValueError, match=message):  # refused when the step is built ...
+        SVIStep(second.model, _no_guide, lr=0.1)
+    with pytest.raises(ValueError, match=message):  # ... or at its first update
+        late(XY)
     assert not _changed(w1, first) and not _changed(w2, second)
     assert all(p.grad is None for p in [*first.parameters(), *second.parameters()])
     pyro.clear_param_store()
-    step(XY)
+    late(XY)
     assert not _changed(w1, first) and _changed(w2, second) == {"linear.weight", "linear.bias"}
+
+
+class Scale(PyroModule):
+    """A user's PyroModule with a constrained PyroParam and its own forward program."""
+
+    def __init__(self):
+        super().__init__()
+        self.sigma = PyroParam(torch.tensor(1.0), constraint=constraints.positive)
+
+    def forward(self, y):
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(0.0, self.sigma), obs=y)
+
+
+def test_pyro_params_of_a_second_module_are_not_silently_shared():
+    """Pyro would hand the second module the first one's stored sigma (PyroParams adopt the
+    store's tensor), so training one would move the other."""
+    y = torch.tensor([2.0, -3.0, 1.0])
+    first = Scale()
+    SVIStep(first, _no_guide, lr=0.1)(y)
+    with pytest.raises(ValueError, match=r"\['sigma'\].*param_scope=True"):
+        SVIStep(Scale(), _no_guide, lr=0.1)
+    sigma = first.sigma.detach().clone()
+    second = Scale()
+    step = SVIStep(second, _no_guide, lr=0.1, param_scope=True)
+    for _ in range(3):
+        step(y)
+    assert torch.equal(first.sigma.detach(), sigma)
+    with step.param_scope():
+        assert not torch.equal(second.sigma.detach(), sigma)
 
 
 def test_two_vaes_train_side_by_side_in_private_param_stores():

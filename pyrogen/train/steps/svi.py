@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -12,9 +13,10 @@ import pyro.optim
 import pyro.poutine as poutine
 import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
+from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 
-from pyrogen._compat import pending_optim_state
+from pyrogen._compat import pending_optim_state, pyro_module_prefix
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
 
@@ -70,6 +72,38 @@ def _raised_by_validation(err: BaseException) -> bool:
     return tb is not None and tb.tb_frame.f_code is _VALIDATION_CODE
 
 
+def _check_store_conflicts(modules: Iterable[torch.nn.Module]) -> None:
+    r"""Raise if Pyro's param store holds, under the names of these ``PyroModule``\ s'
+    parameters, other tensors (registered by another model built earlier): the modules would
+    silently share them (``PyroParam``\ s adopt the stored tensor on first use)."""
+    store = pyro.get_param_store().get_state()["params"]
+    clashes = []
+    for module in modules:
+        if not isinstance(module, PyroModule):
+            continue
+        prefix = pyro_module_prefix(module)
+        for name, param in module.named_parameters():
+            name = name.removesuffix("_unconstrained")
+            fullname = f"{prefix}.{name}" if prefix else name
+            if fullname in store and store[fullname] is not param:
+                clashes.append(fullname)
+    if clashes:
+        raise ValueError(_conflict_message(sorted(clashes)))
+
+
+def _conflict_message(names: list[str]) -> str:
+    return (
+        f"Pyro's param store holds other tensors under this model's parameter names"
+        f" {names[:5]} (another model with the same names registered them first), so SVI"
+        " would train those instead. Call pyro.clear_param_store() before building this"
+        " model, or give its step a private param store: SVIStep(..., param_scope=True)."
+    )
+
+
+def _cuda_devices() -> list[int]:
+    return [torch.cuda.current_device()] if torch.cuda.is_available() else []
+
+
 def _clear_grads(params: Iterable[torch.Tensor]) -> None:
     for p in params:
         p.grad = None
@@ -103,6 +137,10 @@ class SVIStep:
         nats per example instead of per data set; gradients are unaffected.
     :param param_scope: keep this step's ``pyro.param``\ s in a private param store (see
         :meth:`param_scope`) instead of Pyro's global one.
+    :param modules: further ``nn.Module``\ s whose buffers (e.g. BatchNorm statistics) belong to
+        this step's state: networks that functions register with ``pyro.module``. Parameters are
+        found by tracing; buffers only on the model's and guide's modules (a ``PyroModule``
+        program, or the owner of a bound method such as ``vae.model``) and on these.
     """
 
     def __init__(
@@ -114,6 +152,7 @@ class SVIStep:
         lr: float = 1e-3,
         loss_scale: float = 1.0,
         param_scope: bool = False,
+        modules: Iterable[torch.nn.Module] = (),
     ) -> None:
         if lr <= 0:
             raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
@@ -127,6 +166,13 @@ class SVIStep:
         self.loss_scale = loss_scale
         self.gradient_hooks: list[Callable[[list[torch.Tensor]], None]] = []
         self.param_state: dict | None = {"params": {}, "constraints": {}} if param_scope else None
+        self.extra_modules = list(modules)
+        for module in self.extra_modules:
+            if not isinstance(module, torch.nn.Module):
+                raise TypeError(f"modules= takes nn.Modules, got {type(module).__name__}.")
+        if not param_scope:
+            _check_store_conflicts(self._owners().values())
+        self._warned_buffers = False
         self._batch: Batch | None = None
         self._loss: Any = None
         self._rng_state: torch.Tensor | None = None
@@ -183,13 +229,7 @@ class SVIStep:
         used = {n: p for n, p in self._shadowed.params.items() if p.grad is not None}
         if used:
             _clear_grads(used.values())
-            names = sorted(used)
-            raise ValueError(
-                f"Pyro's param store holds other tensors under this model's parameter names"
-                f" {names[:5]} (another model with the same names registered them first), so SVI"
-                " would train those instead. Call pyro.clear_param_store() before building this"
-                " model, or give its step a private param store: SVIStep(..., param_scope=True)."
-            )
+            raise ValueError(_conflict_message(sorted(used)))
 
     def _check_finite(self, params: list[torch.Tensor]) -> None:
         loss = self._loss
@@ -220,6 +260,8 @@ class SVIStep:
         with self.param_scope(), torch.no_grad(), poutine.block():
             guide_trace = poutine.trace(self.guide).get_trace(batch)
             poutine.replay(self.model, trace=guide_trace)(batch)
+            with torch.random.fork_rng(devices=_cuda_devices()):  # the loss's own parameters
+                self.svi.evaluate_loss(batch)  # (e.g. a neural baseline); draws left as they were
 
     def validate(self, batch: Batch) -> None:
         """Run the ``validate(batch)`` of the model's and guide's owners, if they have one."""
@@ -231,12 +273,15 @@ class SVIStep:
                 check(batch)
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        """The ``nn.Module`` owners of ``model`` and ``guide`` (bound methods' ``self``)."""
+        """The modules of ``model`` and ``guide`` (a module program itself, or a bound method's
+        ``self``) and those given as ``modules=`` (``"module0"``, ...)."""
         owners = {}
         for name, fn in (("model", self.model), ("guide", self.guide)):
-            owner = getattr(fn, "__self__", None)
+            owner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
             if isinstance(owner, torch.nn.Module):
                 owners[name] = owner
+        for i, module in enumerate(getattr(self, "extra_modules", ())):
+            owners[f"module{i}"] = module
         return owners
 
     def _owners(self) -> dict[str, torch.nn.Module]:
@@ -265,9 +310,26 @@ class SVIStep:
         BatchNorm statistics) and the optimizer state. Buffers are the live tensors (like
         ``nn.Module.state_dict``)."""
         with self.param_scope():
-            params = ckpt.get_param_store_state(self._trained_param_names())
+            names = self._trained_param_names()
+            params = ckpt.get_param_store_state(names)
+        self._warn_unowned_networks(names)
+        with self.param_scope():
             optim = {**pending_optim_state(self.optim), **self.optim.get_state()}
         return {**params, "buffers": self._buffers(), "optim": optim}
+
+    def _warn_unowned_networks(self, names: list[str]) -> None:
+        """Networks registered with ``pyro.module`` in plain functions: their parameters are in
+        the state, their buffers only if the step knows the modules (``modules=``)."""
+        registered = sorted({n.split("$$$")[0] for n in names if "$$$" in n})
+        if registered and not self.modules() and not self._warned_buffers:
+            self._warned_buffers = True
+            warnings.warn(
+                f"SVIStep saves the parameters of the networks registered with pyro.module"
+                f" {registered}, but not their buffers (e.g. BatchNorm running statistics),"
+                " which it cannot find from a function. If they have buffers, pass them:"
+                " SVIStep(..., modules=[net, ...]).",
+                stacklevel=3,
+            )
 
     def _buffers(self) -> dict[str, torch.Tensor]:
         return {
