@@ -114,3 +114,13 @@ def test_guessed_plate_nesting_is_the_deepest_plate_and_zero_without_plates():
     torch.testing.assert_close(
         log_w, dist.Normal(0.0, 2**0.5).log_prob(torch.tensor(0.5)).expand(3)
     )
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_iwae_and_stl_refuse_fewer_than_one_particle(bad):
+    from pyrogen.infer import IWAE, STL_ELBO
+
+    for loss in (IWAE, STL_ELBO):
+        with pytest.raises(ValueError, match="num_particles to be an integer >= 1"):
+            loss(num_particles=bad)
+    assert IWAE(num_particles=1).num_particles == STL_ELBO(num_particles=1).num_particles == 1
