@@ -48,6 +48,8 @@ def test_one_particle_is_allowed():
     log_w, scale = log_importance_weights(model, guide, X, num_samples=1)
     assert log_w.shape == (1, len(X)) and scale == 1.0
     torch.testing.assert_close(log_w, log_evidence(X)[None])
+    default, _ = log_importance_weights(model, guide, X)  # num_samples defaults to 1
+    torch.testing.assert_close(default, log_evidence(X)[None])
 
 
 def test_a_scalar_tensor_scale_is_a_scale():
