@@ -103,3 +103,67 @@ def test_state_dict_skips_a_trained_parameter_removed_from_the_store():
     del pyro.get_param_store()["b"]
     state = resumed.state_dict()
     assert set(state["params"]) == set(state["constraints"]) == {"loc", "scale"}
+
+
+# ---------------------------------------------------------------------------- AdversarialStep
+
+
+class UserGenerator(torch.nn.Module):
+    """A user's generator: a Pyro program x = A z + c at site "x"."""
+
+    data_dim = 2
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+    def model(self, n):
+        with pyro.plate("data", n):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            return pyro.deterministic("x", self.lin(z), event_dim=1)
+
+
+class UserCritic(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.lin(x).squeeze(-1)
+
+
+def _adversarial(**kwargs):
+    from pyrogen.train import AdversarialStep
+
+    torch.manual_seed(0)
+    return AdversarialStep(UserGenerator(), UserCritic(), "gan", **kwargs)
+
+
+def test_adversarial_step_validates_learning_rates_and_decay_length():
+    for kwargs in ({"lr": 0.0}, {"critic_lr": 0.0}, {"lr": -1e-3}):
+        with pytest.raises(ValueError, match="learning rate"):
+            _adversarial(**kwargs)
+    with pytest.raises(ValueError, match="needs total_steps >= 1"):
+        _adversarial(lr_decay=0.5, total_steps=0)
+    one = _adversarial(lr_decay=0.5, total_steps=1)  # a one-step run may decay too
+    assert one.lr_factor(0) == 1.0  # the decay starts at step 0.5
+    assert one.lr_factor(1) == 0.0
+
+
+def test_no_decay_keeps_the_rate_even_past_total_steps():
+    """lr_decay = 0 with total_steps given: the factor is 1 at every step, also after the planned
+    end (a run extended by resuming with more steps)."""
+    step = _adversarial(lr_decay=0.0, total_steps=10)
+    assert [step.lr_factor(s) for s in (0, 9, 10, 25)] == [1.0] * 4
+    decaying = _adversarial(lr_decay=0.5, total_steps=10)
+    assert [decaying.lr_factor(s) for s in (4, 5, 6, 10, 12)] == [1.0, 1.0, 0.8, 0.0, 0.0]
+
+
+def test_adversarial_validate_refuses_batches_not_shaped_n_by_data_dim():
+    step = _adversarial()
+    step.validate(torch.zeros(4, 2))
+    for bad in (torch.zeros(4, 2, 1), torch.zeros(4, 3), torch.zeros(8)):
+        with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+            step.validate(bad)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        step.validate(torch.tensor([[0.0, float("nan")]]))
