@@ -167,3 +167,52 @@ def test_adversarial_validate_refuses_batches_not_shaped_n_by_data_dim():
             step.validate(bad)
     with pytest.raises(ValueError, match="NaN or infinite"):
         step.validate(torch.tensor([[0.0, float("nan")]]))
+
+
+# ---------------------------------------------------------------------------- Trainer
+
+
+def test_iterate_minibatches_applies_transform_with_the_generator():
+    from pyrogen.train import iterate_minibatches
+
+    data = torch.arange(10.0)[:, None]
+    seen = []
+
+    def transform(batch, generator):
+        seen.append(generator)
+        return batch * 2
+
+    g = torch.Generator().manual_seed(4)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(4))
+    batches = list(iterate_minibatches(data, 4, g, transform))
+    assert [len(b) for b in batches] == [4, 4, 2] and all(s is g for s in seen)
+    torch.testing.assert_close(torch.cat(batches), 2 * data[order])
+    assert [len(b) for b in iterate_minibatches(data, 4, g, drop_last=True)] == [4, 4]
+
+
+def test_epoch_orders_differ_between_epochs_and_seeds():
+    from pyrogen.train import epoch_order
+
+    orders = {tuple(epoch_order(20, seed, e).tolist()) for seed in (0, 1) for e in range(4)}
+    assert len(orders) == 8
+    assert torch.equal(epoch_order(20, 3, 2), epoch_order(20, 3, 2))
+
+
+def test_nonfinite_data_error_names_the_rows_of_the_first_batch():
+    from pyrogen.train import Trainer, epoch_order
+
+    data = torch.zeros(6, 2)
+    data[4, 1] = float("nan")
+    step = SVIStep(model, guide, pyro.infer.Trace_ELBO())
+    row = int((epoch_order(6, 0, 0) == 4).nonzero())  # example 4's place in the first batch
+    with pytest.raises(ValueError, match=rf"first batch, rows \[{row}\]\)"):
+        Trainer(step, batch_size=6, steps=1, progress=False).fit(data)
+
+
+def test_checkpoint_every_or_resume_without_a_directory_is_refused():
+    from pyrogen.train import Trainer
+
+    step = SVIStep(model, guide, pyro.infer.Trace_ELBO())
+    for kwargs in ({"checkpoint_every": 5}, {"resume": True}):
+        with pytest.raises(ValueError, match="need a checkpoint_dir"):
+            Trainer(step, steps=1, progress=False, **kwargs)
