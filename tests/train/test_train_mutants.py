@@ -216,3 +216,37 @@ def test_checkpoint_every_or_resume_without_a_directory_is_refused():
     for kwargs in ({"checkpoint_every": 5}, {"resume": True}):
         with pytest.raises(ValueError, match="need a checkpoint_dir"):
             Trainer(step, steps=1, progress=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+class _FixedLosses:
+    """A training step reporting the losses 4, 2, 1, ... and a "w1" on even steps only."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        record = {"loss": 8.0 / 2**self.calls}
+        if self.calls % 2 == 0:
+            record["w1"] = float(self.calls)
+        return record
+
+
+def test_history_columns_csv_and_the_progress_bars_running_loss(tmp_path):
+    from pyrogen.train import Trainer
+    from pyrogen.train.callbacks import ProgressBar
+
+    trainer = Trainer(_FixedLosses(), batch_size=2, steps=3, progress=True)
+    history = trainer.fit(torch.zeros(4, 1))
+    assert history.losses == [4.0, 2.0, 1.0] and history.column("w1") == [2.0]
+    bar = next(c for c in trainer.callbacks if isinstance(c, ProgressBar))
+    running = 4.0
+    for loss in (2.0, 1.0):  # beta = 0.95 by default
+        running = 0.95 * running + 0.05 * loss
+    assert bar.running == pytest.approx(running, rel=1e-12)
+    history.save(tmp_path)
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert rows == ["step,loss,w1", "1,4.0,", "2,2.0,2.0", "3,1.0,"]
