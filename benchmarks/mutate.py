@@ -113,6 +113,18 @@ DEFAULT_TESTS = {
         "tests/train/test_svi_step.py",
         "tests/train/test_train_mutants.py",
     ],
+    "pyrogen/train/callbacks.py": [
+        "tests/train/test_callbacks.py",
+        "tests/train/test_train.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_train_mutants.py",
+    ],
+    "pyrogen/train/checkpoint.py": [
+        "tests/train/test_checkpoint.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_callbacks.py",
+        "tests/train/test_train_mutants.py",
+    ],
 }
 
 _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,

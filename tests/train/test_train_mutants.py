@@ -250,3 +250,77 @@ def test_history_columns_csv_and_the_progress_bars_running_loss(tmp_path):
     history.save(tmp_path)
     rows = (tmp_path / "history.csv").read_text().splitlines()
     assert rows == ["step,loss,w1", "1,4.0,", "2,2.0,2.0", "3,1.0,"]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+class _Payload:
+    """An arbitrary pickled object: a checkpoint holding one must not be unpickled."""
+
+
+def test_a_checkpoint_with_pickled_objects_is_refused_not_unpickled(tmp_path):
+    from pyrogen.train import checkpoint as ckpt
+
+    path = tmp_path / "step-00000001.pt"
+    torch.save({"format": ckpt.FORMAT, "version": ckpt.VERSION, "obj": _Payload()}, path)
+    with pytest.raises(ckpt.CheckpointError, match="cannot be read"):
+        ckpt.load_checkpoint(path)
+
+
+def test_restore_from_an_empty_directory_says_false(tmp_path, capsys):
+    from pyrogen.train.callbacks import TrainState
+    from pyrogen.train.checkpoint import Checkpointer
+
+    state = TrainState(total=3, num_data=4, batches_per_epoch=2, generator=torch.Generator())
+    assert Checkpointer(tmp_path).restore(None, state) is False
+    assert state.step == 0 and "starting from step 0" in capsys.readouterr().out
+
+
+class _FakeWriter:
+    """Stands in for ``torch.utils.tensorboard.SummaryWriter`` (tensorboard is optional)."""
+
+    made: list = []
+
+    def __init__(self, log_dir):
+        self.log_dir, self.scalars, self.closed = log_dir, [], False
+        _FakeWriter.made.append(self)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def close(self):
+        self.closed = True
+
+
+def test_tensorboard_logs_every_reported_scalar_skips_skipped_steps_and_closes(
+    tmp_path, monkeypatch
+):
+    import sys
+    import types
+
+    from pyrogen.train import NonFiniteError, Trainer
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=_FakeWriter)
+    )
+    _FakeWriter.made.clear()
+
+    class SkipSecond(_FixedLosses):
+        def __call__(self, batch):
+            if self.calls == 1:
+                self.calls += 1
+                raise NonFiniteError("the loss is nan")
+            return super().__call__(batch)
+
+    Trainer(
+        SkipSecond(),
+        batch_size=2,
+        steps=3,
+        progress=False,
+        nonfinite="skip",
+        tensorboard=tmp_path / "tb",
+    ).fit(torch.zeros(4, 1))
+    (writer,) = _FakeWriter.made
+    assert writer.log_dir == str(tmp_path / "tb") and writer.closed
+    assert writer.scalars == [("train/loss", 4.0, 1), ("train/loss", 1.0, 3)]
