@@ -81,6 +81,52 @@ DEFAULT_TESTS = {
         "tests/models/test_model_mutants.py",
     ],
     "pyrogen/models/vae.py": ["tests/models/test_vae.py", "tests/models/test_model_mutants.py"],
+    "pyrogen/infer/importance.py": [
+        "tests/infer/test_importance.py",
+        "tests/infer/test_iwae.py",
+        "tests/infer/test_importance_mutants.py",
+    ],
+    "pyrogen/infer/iwae.py": [
+        "tests/infer/test_iwae.py",
+        "tests/infer/test_importance.py",
+        "tests/infer/test_importance_mutants.py",
+    ],
+    "pyrogen/evaluate/likelihood.py": [
+        "tests/evaluate/test_likelihood_eval.py",
+        "tests/evaluate/test_likelihood_mutants.py",
+    ],
+    "pyrogen/infer/score.py": ["tests/infer/test_score.py", "tests/infer/test_score_mutants.py"],
+    "pyrogen/train/steps/svi.py": [
+        "tests/train/test_svi_step.py",
+        "tests/train/test_train.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_train_mutants.py",
+    ],
+    "pyrogen/train/steps/adversarial.py": [
+        "tests/train/test_adversarial_step.py",
+        "tests/infer/test_adversarial.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_train_mutants.py",
+    ],
+    "pyrogen/train/trainer.py": [
+        "tests/train/test_train.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_callbacks.py",
+        "tests/train/test_svi_step.py",
+        "tests/train/test_train_mutants.py",
+    ],
+    "pyrogen/train/callbacks.py": [
+        "tests/train/test_callbacks.py",
+        "tests/train/test_train.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_train_mutants.py",
+    ],
+    "pyrogen/train/checkpoint.py": [
+        "tests/train/test_checkpoint.py",
+        "tests/train/test_resume.py",
+        "tests/train/test_callbacks.py",
+        "tests/train/test_train_mutants.py",
+    ],
 }
 
 _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
