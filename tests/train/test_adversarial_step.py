@@ -193,6 +193,7 @@ def _ddp_worker(rank, world_size, tmp):
         history = trainer.fit(data)
         state = {"critic": step.critic.state_dict(), "generator": step.generator.state_dict()}
         torch.save({"state": state, "skipped": history.skipped}, f"{tmp}/rank{rank}.pt")
+        torch_dist.barrier()  # no rank tears gloo down while the other is still in a collective
     finally:
         torch_dist.destroy_process_group()
 

@@ -52,6 +52,7 @@ def _worker(rank, world_size, tmp, kwargs):
     try:
         params, losses = _train(**kwargs)
         torch.save({"params": params, "losses": losses}, f"{tmp}/rank{rank}.pt")
+        torch_dist.barrier()  # no rank tears gloo down while the other is still in a collective
     finally:
         torch_dist.destroy_process_group()
 
