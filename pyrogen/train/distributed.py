@@ -156,11 +156,14 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
 
 
 def broadcast_parameters(step: Any, ctx: Context) -> None:
-    """Give every rank rank 0's parameters (modules' and Pyro's param store)."""
+    """Give every rank rank 0's parameters (modules' and Pyro's param store, or the step's
+    private store when it has one: ``step.param_scope()``)."""
     if not ctx.active:
         return
     tensors = list(_tensors(step.state_dict()))
-    tensors += list(pyro.get_param_store().get_state()["params"].values())
+    scope = getattr(step, "param_scope", None)
+    with scope() if callable(scope) else contextlib.nullcontext():
+        tensors += list(pyro.get_param_store().get_state()["params"].values())
     with torch.no_grad():
         for t in tensors:
             if t.is_floating_point():

@@ -74,6 +74,35 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batches(tmp_path):
     assert state["step"] == 6 and len(state["rng"]) == 2 and state["trainer"]["world_size"] == 2
 
 
+def _random_start(data):
+    """Parameters drawn at random on first use: every rank draws others (seed + rank)."""
+    w = pyro.param("w", lambda: torch.randn(3))
+    with pyro.plate("data", N, subsample=torch.arange(len(data))):
+        pyro.sample("y", dist.Normal(data[:, :3] @ w, 1.0), obs=data[:, 3])
+
+
+def _sync_worker(rank, world_size, tmp, param_scope):
+    torch.set_num_threads(1)
+    torch_dist.init_process_group(
+        "gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world_size
+    )
+    try:
+        step = SVIStep(_random_start, lambda data: None, lr=0.05, param_scope=param_scope)
+        Trainer(step, batch_size=10, steps=2, seed=rank, progress=False).fit(_data())
+        with step.param_scope():
+            torch.save(pyro.param("w").detach(), f"{tmp}/rank{rank}.pt")
+        torch_dist.barrier()
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("param_scope", [False, True])
+def test_ranks_start_from_rank_0s_parameters_in_either_store(tmp_path, param_scope):
+    mp.spawn(_sync_worker, args=(2, str(tmp_path), param_scope), nprocs=2, join=True)
+    w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert torch.equal(w0, w1)
+
+
 @pytest.mark.slow
 def test_torchrun_vae_trains_resumes_and_only_rank_0_writes(tmp_path):
     out = tmp_path / "run"
