@@ -3,6 +3,8 @@
 * :mod:`~pyrogen.train.trainer` — :class:`Trainer`, seeding and batching;
 * :mod:`~pyrogen.train.callbacks` — the :class:`Callback` protocol, :class:`TrainState`,
   :class:`History` and the built-in callbacks (progress, TensorBoard, checkpoints, signals);
+* :mod:`~pyrogen.train.schedule` — :class:`LRScheduler` (learning-rate schedules per epoch/step);
+* :mod:`~pyrogen.train.validation` — :class:`Validation` (validation ELBO, early stopping);
 * :mod:`~pyrogen.train.steps` — :class:`SVIStep`, :class:`AdversarialStep`, the
   :class:`TrainingStep` protocol;
 * :mod:`~pyrogen.train.checkpoint` — :class:`Checkpointer`; atomic, checksummed checkpoint
@@ -23,6 +25,7 @@ from pyrogen.train.callbacks import (
     TrainState,
 )
 from pyrogen.train.checkpoint import Checkpointer
+from pyrogen.train.schedule import LRScheduler
 from pyrogen.train.steps import (
     AdversarialStep,
     Batch,
@@ -31,6 +34,7 @@ from pyrogen.train.steps import (
     TrainingStep,
 )
 from pyrogen.train.trainer import Trainer, epoch_order, iterate_minibatches, set_seed
+from pyrogen.train.validation import Validation
 
 __all__ = [
     "AdversarialStep",
@@ -39,6 +43,7 @@ __all__ = [
     "CheckpointEvery",
     "Checkpointer",
     "History",
+    "LRScheduler",
     "NonFiniteError",
     "ProgressBar",
     "SVIStep",
@@ -48,6 +53,7 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "TrainingStep",
+    "Validation",
     "epoch_order",
     "iterate_minibatches",
     "set_seed",

@@ -336,7 +336,8 @@ class AdversarialStep:
         undo = self._undo()
         where = "generator update"
         try:
-            self._set_lrs()
+            if self.lr_decay > 0:  # else the optimizers' rates (a torch scheduler may set them)
+                self._set_lrs()
             self.generator.train()
             self.critic.train()
             for i, batch in enumerate(batches[:-1]):
