@@ -89,8 +89,12 @@ class Validation(Callback):
                 f"Validation tensors must share a non-empty first dimension (examples), got"
                 f" lengths {[len(d) for d in data]}."
             )
-        for name, value in (("every", every), ("num_samples", num_samples), ("batch_size",
-                            batch_size), ("patience", patience)):
+        for name, value in (
+            ("every", every),
+            ("num_samples", num_samples),
+            ("batch_size", batch_size),
+            ("patience", patience),
+        ):
             if value is not None and value < 1:
                 raise ValueError(f"Expected {name} >= 1, got {value}.")
         self.data, self.every, self.patience = data, every, patience
@@ -166,7 +170,9 @@ class Validation(Callback):
             )
 
     def on_train_end(self, trainer: Trainer, state: TrainState) -> None:
-        signalled = any(isinstance(c, StopOnSignal) and getattr(c, "stopped", False) for c in trainer.callbacks)
+        signalled = any(
+            isinstance(c, StopOnSignal) and getattr(c, "stopped", False) for c in trainer.callbacks
+        )
         if self.best_state is not None and state.error is None and not signalled:
             trainer.step.load_state_dict(_copy(self.best_state))
         self._resumed = False
