@@ -2,6 +2,8 @@
 exact learning rates, early stopping with the best parameters back, RNG untouched, exact resume."""
 
 import math
+import os
+import signal
 
 import pyro
 import pyro.distributions as dist
@@ -16,6 +18,7 @@ from pyrogen.train import (
     LRScheduler,
     SVIStep,
     Trainer,
+    TrainingInterrupted,
     Validation,
 )
 
@@ -253,3 +256,27 @@ def test_several_validation_tensors_reach_the_model_and_guide():
     assert value == Validation(x - y.unsqueeze(-1), num_samples=7).evaluate(SVIStep(model, guide))
     with pytest.raises(ValueError, match="first dimension"):
         Validation(x, y[:5])
+
+
+class SendSignal(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer, state, record):
+        if state.step == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_keeps_the_last_parameters_so_the_checkpoint_resumes_exactly(tmp_path):
+    pyro.clear_param_store()
+    val = Validation(data(30, -4.0, 1), every=1, num_samples=3)
+    snapshots = Params()
+    step = SVIStep(model, guide, lr=0.1)
+    trainer = Trainer(
+        step, batch_size=10, steps=40, progress=False, checkpoint_dir=tmp_path,
+        callbacks=[val, snapshots, SendSignal(20)],
+    )  # fmt: skip
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X)
+    assert val.best_step < 20  # the best was earlier, yet the last parameters stay
+    assert equal(store_values(), snapshots.snapshots[-1])
