@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, TensorDataset, default_collate
+from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_collate
 
 from pyrogen.train import distributed
 from pyrogen.train.callbacks import (
@@ -93,8 +93,11 @@ class _Data:
             data = tuple(data[0].tensors)
         elif len(data) == 1 and isinstance(data[0], Dataset):
             self.dataset, self.tensors = data[0], ()
-            if not hasattr(self.dataset, "__len__"):
-                raise TypeError("Trainer.fit needs a sized (map-style) Dataset with __len__.")
+            if isinstance(self.dataset, IterableDataset) or not hasattr(self.dataset, "__len__"):
+                raise TypeError(
+                    "Trainer.fit needs a sized map-style Dataset (__len__ and __getitem__), got"
+                    f" {type(self.dataset).__name__}; load an iterable one into tensors first."
+                )
             self.num = len(self.dataset)
             return
         if not data:
@@ -128,7 +131,13 @@ class _Data:
         if self.dataset is None:
             return tuple(t[index.to(t.device)] for t in self.tensors)
         batch = default_collate([self.dataset[i] for i in index.tolist()])
-        return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        if not all(isinstance(t, torch.Tensor) for t in batch):
+            raise TypeError(
+                f"{type(self.dataset).__name__}[i] must return a tensor or a tuple of tensors"
+                f" (numbers), got fields {[type(t).__name__ for t in batch]}."
+            )
+        return batch
 
     def chunks(self, size: int = 4096) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
         """``(first row, tensors)`` over all examples in order (whole tensors when in memory)."""

@@ -155,6 +155,37 @@ def test_data_it_cannot_train_on_are_refused():
         trainer.fit(torch.randn(30, 2), torch.randn(29))
     with pytest.raises(TypeError, match="DataLoader"):
         trainer.fit(torch.utils.data.DataLoader(TensorDataset(torch.randn(4, 2))))
+    with pytest.raises(TypeError, match=r"must return a tensor or a tuple of tensors"):
+        trainer.fit(_Pairs(["a", "b"], [1, 2]))
+
+
+def _device_spy():
+    devices = []
+
+    def model(x, y):
+        devices.append((x.device, y.device))
+        pyro.factor("f", -(pyro.param("m", torch.tensor(0.0, device=x.device)) ** 2))
+
+    return SVIStep(model, lambda x, y: None, pyro.infer.Trace_ELBO()), devices
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+        ),
+    ],
+)
+def test_device_moves_every_batch_and_the_data_stay_put(device):
+    pyro.clear_param_store()
+    step, devices = _device_spy()
+    x, y = torch.rand(12, 3), torch.arange(12)
+    trainer = Trainer(step, batch_size=4, steps=3, progress=False, device=device)
+    trainer.fit(x, y)
+    assert devices and all(d == (torch.device(device),) * 2 for d in devices)
+    assert x.device.type == "cpu" and trainer.device == torch.device(device)
 
 
 def test_the_bernoulli_check_of_the_models_validate_still_runs():
