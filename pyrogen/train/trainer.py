@@ -197,7 +197,8 @@ def _validate_data(data: _Data, first: tuple, step: TrainingStep, transform: Any
     """All data finite; the first batch (moved to the device, and transformed) passes the step's
     ``validate``."""
     _check_finite(data)
-    for i in transform if isinstance(transform, dict) else [0] * (transform is not None):
+    named = list(transform) if isinstance(transform, dict) else [0] if transform else []
+    for i in named:
         if not -len(first) <= i < len(first):
             raise ValueError(f"transform= names tensor {i}; the data have {len(first)} tensors.")
     check = getattr(step, "validate", None)
