@@ -13,7 +13,9 @@ The weights are those of :func:`pyrogen.infer.importance.log_importance_weights`
 and unscaled (a subsampling scale of the data plate is ignored: each example counts once). The
 model and guide must put every sample site inside one data plate at dim -1 (as
 :class:`pyrogen.models.VAE` does): per-example terms are not defined for global latents. Pass an
-object with ``.model(x)`` / ``.guide(x)``, or your own ``model(x)`` with ``guide=guide``.
+object with ``.model(*data)`` / ``.guide(*data)``, a ``(model, guide)`` tuple, or your own
+``model(*data)`` with ``guide=guide``; ``data`` are one or several tensors (``x`` or ``x, y``)
+whose rows are the examples, chunked together.
 
 References:
   1. Importance Weighted Autoencoders, Y. Burda, R. Grosse, R. Salakhutdinov (2016).
@@ -34,14 +36,7 @@ from pyrogen.infer.importance import guess_max_plate_nesting, log_importance_wei
 MAX_CHUNK_ELEMENTS = 2**23
 
 
-def _model_and_guide(
-    model: Any, guide: Callable | None, data: Any = None
-) -> tuple[Callable, Callable]:
-    if callable(data) and not isinstance(data, torch.Tensor):
-        raise TypeError(
-            "The data came second and were a callable: give your guide by keyword, e.g."
-            " log_likelihood(model, x, guide=guide) (the second argument is the data)."
-        )
+def _model_and_guide(model: Any, guide: Callable | None) -> tuple[Callable, Callable]:
     if guide is not None:
         if not (callable(model) and callable(guide)):
             raise TypeError(
@@ -49,12 +44,57 @@ def _model_and_guide(
                 f"{type(guide).__name__}."
             )
         return model, guide
+    if isinstance(model, tuple) and len(model) == 2 and all(map(callable, model)):
+        return model
     if not (callable(getattr(model, "model", None)) and callable(getattr(model, "guide", None))):
         raise TypeError(
-            f"Expected an object with .model(x) and .guide(x) methods (e.g. pyrogen.models.VAE),"
-            f" or a model callable with guide=..., got {type(model).__name__}."
+            f"Expected an object with .model(x) and .guide(x) methods (.model(x, y) and"
+            f" .guide(x, y) for several data tensors; e.g. pyrogen.models.VAE), a (model, guide)"
+            f" tuple, or a model callable with guide=..., got {type(model).__name__}."
         )
     return model.model, model.guide
+
+
+def _split(
+    args: tuple[Any, ...], options: dict[str, Any], defaults: dict[str, Any]
+) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+    """Data tensors (the leading positional tensors; one tuple of tensors or a
+    ``TensorDataset`` is unpacked) and the options, of which the older positional form
+    ``(num_samples, batch_size, ...)`` may follow the data."""
+    args = list(args)
+    if len(args) >= 1 and isinstance(args[0], torch.utils.data.TensorDataset):
+        args[:1] = list(args[0].tensors)
+    elif len(args) >= 1 and isinstance(args[0], (tuple, list)):
+        args[:1] = list(args[0])
+    n = 0
+    while n < len(args) and isinstance(args[n], torch.Tensor):
+        n += 1
+    data, rest = tuple(args[:n]), args[n:]
+    if not data:
+        first = type(args[0]).__name__ if args else "nothing"
+        raise TypeError(
+            "The data came second and were a callable: give your guide by keyword, e.g."
+            " log_likelihood(model, x, guide=guide) (the second argument is the data)."
+            if args and callable(args[0])
+            else f"Expected data tensors after the model, got {first}."
+        )
+    if len(rest) > len(defaults) or any(isinstance(r, torch.Tensor) for r in rest):
+        raise TypeError(
+            f"After the data tensors come at most {list(defaults)} positionally; got"
+            f" {[type(r).__name__ for r in rest]}. Give the data tensors first, options by"
+            " keyword."
+        )
+    for name, value in zip(defaults, rest, strict=False):
+        if options[name] != defaults[name]:
+            raise TypeError(f"{name} given both positionally and by keyword.")
+        options[name] = value
+    sizes = [len(t) if t.dim() else 0 for t in data]
+    if 0 in sizes or len(set(sizes)) > 1:
+        raise ValueError(
+            f"Expected data tensors whose first dimension indexes the same examples, got shapes"
+            f" {[tuple(t.shape) for t in data]}."
+        )
+    return data, options
 
 
 def _device_of(model: Any, data: torch.Tensor) -> torch.device:
@@ -65,13 +105,17 @@ def _device_of(model: Any, data: torch.Tensor) -> torch.device:
 
 
 def _log_weights(
-    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int, nesting: int | None
+    model: Callable,
+    guide: Callable,
+    xs: tuple[torch.Tensor, ...],
+    num_samples: int,
+    nesting: int | None,
 ) -> torch.Tensor:
     with torch.no_grad():
         log_w, _ = log_importance_weights(
             model,
             guide,
-            x,
+            *xs,
             num_samples=num_samples,
             max_plate_nesting=nesting,
             per_example=True,
@@ -80,20 +124,24 @@ def _log_weights(
 
 
 def log_weights(
-    model: Any, x: torch.Tensor, num_samples: int, *, guide: Callable | None = None
+    model: Any, *data: torch.Tensor, num_samples: int | None = None, guide: Callable | None = None
 ) -> torch.Tensor:
     r"""Importance log-weights :math:`\log p(x, z_k) - \log q(z_k|x)`, shape ``(K, B)``.
 
     Unscaled per-example log-densities from
     :func:`pyrogen.infer.importance.log_importance_weights`, particles vectorized in an outer
-    plate, so ``x`` is one chunk of examples.
+    plate, so ``data`` are one chunk of examples.
 
-    :param model: object with ``.model(x)`` and ``.guide(x)``, or a model callable with ``guide``.
-    :param x: examples, one per row.
-    :param num_samples: particles :math:`K`.
+    :param model: object with ``.model(*data)`` and ``.guide(*data)``, a ``(model, guide)``
+        tuple, or a model callable with ``guide``.
+    :param data: the program's arguments, one example per row (e.g. ``x`` or ``x, y``).
+    :param num_samples: particles :math:`K` (also positionally after the data).
     :param guide: the guide, when ``model`` is a model callable.
     """
-    return _log_weights(*_model_and_guide(model, guide, x), x, num_samples, None)
+    data, opts = _split(data, {"num_samples": num_samples}, {"num_samples": None})
+    if opts["num_samples"] is None:
+        raise TypeError("log_weights needs num_samples= (the number of particles K).")
+    return _log_weights(*_model_and_guide(model, guide), data, opts["num_samples"], None)
 
 
 def _chunks(num: int, size: int) -> Iterator[tuple[int, int]]:
@@ -112,30 +160,33 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
 def _estimates(
     model: Any,
     guide: Callable | None,
-    data: torch.Tensor,
+    data: tuple[torch.Tensor, ...],
     num_samples: int,
     batch_size: int,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example (mean log-weight, log mean weight) over ``num_samples`` particles, in chunks
-    of at most ``batch_size`` examples and as many particles as ``MAX_CHUNK_ELEMENTS`` allows;
-    the log-sum-exp over particles is accumulated across particle chunks."""
-    model_fn, guide_fn = _model_and_guide(model, guide, data)
+    of at most ``batch_size`` examples (of every data tensor) and as many particles as
+    ``MAX_CHUNK_ELEMENTS`` allows; the log-sum-exp over particles is accumulated across particle
+    chunks."""
+    model_fn, guide_fn = _model_and_guide(model, guide)
     if num_samples < 1:
         raise ValueError(f"Expected num_samples >= 1, got {num_samples}.")
     if batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1, got {batch_size}.")
-    device = _device_of(model, data)
-    features = max(1, data[0].numel())
+    device = _device_of(model, data[0])
+    num = len(data[0])
+    features = max(1, sum(t[0].numel() for t in data))
     particle_chunk = max(1, min(num_samples, MAX_CHUNK_ELEMENTS // (batch_size * features)))
-    nesting = guess_max_plate_nesting(model_fn, guide_fn, data[:batch_size].to(device))
+    first = tuple(t[:batch_size].to(device) for t in data)
+    nesting = guess_max_plate_nesting(model_fn, guide_fn, *first)
     mean_log_w, log_mean_w = [], []
-    bar = tqdm(total=len(data), disable=not progress, desc="evaluate", unit="example")
-    for start, size in _chunks(len(data), batch_size):
-        x = data[start : start + size].to(device)
+    bar = tqdm(total=num, disable=not progress, desc="evaluate", unit="example")
+    for start, size in _chunks(num, batch_size):
+        xs = tuple(t[start : start + size].to(device) for t in data)
         running_lse = running_sum = None  # in the weights' dtype (float64 models stay float64)
         for _, k in _chunks(num_samples, particle_chunk):
-            log_w = _log_weights(model_fn, guide_fn, x, k, nesting).to(device)
+            log_w = _log_weights(model_fn, guide_fn, xs, k, nesting).to(device)
             lse, total = torch.logsumexp(log_w, dim=0), log_w.sum(0)
             if running_lse is None:
                 running_lse, running_sum = lse, total
@@ -150,53 +201,69 @@ def _estimates(
 
 def elbo(
     model: Any,
-    data: torch.Tensor,
+    *data: torch.Tensor,
     num_samples: int = 100,
     batch_size: int = 100,
     reduction: str = "mean",
-    *,
     guide: Callable | None = None,
 ) -> torch.Tensor:
     r"""Monte Carlo ELBO per example, :math:`\frac1K\sum_k \log w_k`, in nats.
 
-    :param model: object with ``.model(x)`` and ``.guide(x)`` (e.g. a trained VAE), or a model
-        callable ``model(x)`` with ``guide``.
-    :param data: examples, one per row (the model's data plate at dim -1 runs over them).
+    ``elbo(vae, x)``, ``elbo(cvae, x, y)``, ``elbo((model, guide), x, y)`` or
+    ``elbo(model, x, guide=guide)``; the older positional ``elbo(vae, x, num_samples,
+    batch_size, reduction)`` still works (numbers after the tensors are options, not data).
+
+    :param model: object with ``.model(*data)`` and ``.guide(*data)`` (e.g. a trained VAE), a
+        ``(model, guide)`` tuple, or a model callable with ``guide``.
+    :param data: the program's arguments, one example per row of each (the model's data plate
+        at dim -1 runs over them); chunked together.
     :param num_samples: particles per example.
     :param batch_size: examples per chunk.
     :param reduction: ``"mean"`` (a 0-dim tensor, nats per example) or ``"none"`` (shape (N,)).
-    :param guide: the guide ``guide(x)``, when ``model`` is a model callable.
+    :param guide: the guide ``guide(*data)``, when ``model`` is a model callable.
     """
-    return _reduce(_estimates(model, guide, data, num_samples, batch_size)[0], reduction)
+    defaults = {"num_samples": 100, "batch_size": 100, "reduction": "mean"}
+    opts = {"num_samples": num_samples, "batch_size": batch_size, "reduction": reduction}
+    data, opts = _split(data, opts, defaults)
+    values = _estimates(model, guide, data, opts["num_samples"], opts["batch_size"])[0]
+    return _reduce(values, opts["reduction"])
 
 
 def log_likelihood(
     model: Any,
-    data: torch.Tensor,
+    *data: torch.Tensor,
     num_samples: int = 5000,
     batch_size: int = 100,
     reduction: str = "mean",
-    *,
     guide: Callable | None = None,
 ) -> torch.Tensor:
     r"""Importance-sampled :math:`\log p(x) \approx \log \frac1K \sum_k w_k` per example, nats.
 
     A lower bound in expectation that approaches :math:`\log p(x)` as K grows; always at least the
-    ELBO computed from the same particles. Arguments as in :func:`elbo`.
+    ELBO computed from the same particles. Arguments as in :func:`elbo` (``log_likelihood(cvae,
+    x, y, num_samples=K)``).
     """
-    return _reduce(_estimates(model, guide, data, num_samples, batch_size)[1], reduction)
+    defaults = {"num_samples": 5000, "batch_size": 100, "reduction": "mean"}
+    opts = {"num_samples": num_samples, "batch_size": batch_size, "reduction": reduction}
+    data, opts = _split(data, opts, defaults)
+    values = _estimates(model, guide, data, opts["num_samples"], opts["batch_size"])[1]
+    return _reduce(values, opts["reduction"])
 
 
 def elbo_and_log_likelihood(
     model: Any,
-    data: torch.Tensor,
+    *data: torch.Tensor,
     num_samples: int = 5000,
     batch_size: int = 100,
     progress: bool = False,
-    *,
     guide: Callable | None = None,
 ) -> tuple[float, float]:
     """Both mean per-example estimates (ELBO, IS log-likelihood) from one pass over the same K
     particles; ``progress`` shows a tqdm bar over examples. Other arguments as in :func:`elbo`."""
-    mean_log_w, log_mean_w = _estimates(model, guide, data, num_samples, batch_size, progress)
+    defaults = {"num_samples": 5000, "batch_size": 100, "progress": False}
+    opts = {"num_samples": num_samples, "batch_size": batch_size, "progress": progress}
+    data, opts = _split(data, opts, defaults)
+    mean_log_w, log_mean_w = _estimates(
+        model, guide, data, opts["num_samples"], opts["batch_size"], opts["progress"]
+    )
     return float(mean_log_w.mean()), float(log_mean_w.mean())

@@ -246,9 +246,16 @@ def load_latest(directory: str | os.PathLike) -> tuple[Path | None, dict[str, An
 
 
 # --- a Trainer's runs ----------------------------------------------------------------------
-def data_fingerprint(data: torch.Tensor, max_bytes: int = 2**28) -> str:
-    """SHA-256 of ``data``'s dtype, shape and bytes (above ``max_bytes``, of every k-th element
-    so that at most ``max_bytes`` are hashed): ~0.1 s for MNIST, once per run."""
+def data_fingerprint(*data: torch.Tensor, max_bytes: int = 2**28) -> str:
+    """SHA-256 of the tensors' dtypes, shapes and bytes (above ``max_bytes`` per tensor, of every
+    k-th element so that at most ``max_bytes`` are hashed): ~0.1 s for MNIST, once per run.
+    Several tensors: the SHA-256 of their fingerprints in order (one tensor: its own)."""
+    if len(data) == 2 and isinstance(data[1], int):  # the older data_fingerprint(x, max_bytes)
+        data, max_bytes = data[:1], data[1]
+    if len(data) != 1:
+        joined = "".join(data_fingerprint(t, max_bytes=max_bytes) for t in data)
+        return hashlib.sha256(f"{len(data)}:{joined}".encode()).hexdigest()
+    data = data[0]
     flat = data.detach().reshape(-1)
     digest = hashlib.sha256(f"{flat.dtype}{tuple(data.shape)}".encode())
     stride = math.ceil(flat.numel() * flat.element_size() / max_bytes)
@@ -300,9 +307,15 @@ class Checkpointer:
         self.last_step: int | None = None  # its step
         self._data: dict[str, Any] = {}
 
-    def start(self, trainer: Trainer, state: TrainState, data: torch.Tensor) -> None:
-        """Fingerprint the training data, then restore the newest checkpoint if ``resume``."""
-        self._data = {"num_data": len(data), "data_sha256": data_fingerprint(data)}
+    def start(self, trainer: Trainer, state: TrainState, data: Any) -> None:
+        """Fingerprint the training data (a tensor, a tuple of tensors, or an object with
+        ``fingerprint()``), then restore the newest checkpoint if ``resume``."""
+        if callable(getattr(data, "fingerprint", None)):
+            sha = data.fingerprint()
+        else:
+            sha = data_fingerprint(*(data if isinstance(data, (tuple, list)) else (data,)))
+        num = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
+        self._data = {"num_data": num, "data_sha256": sha}
         self.last_path, self.last_step = None, None
         if self.resume:
             self.restore(trainer, state)

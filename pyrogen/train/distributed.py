@@ -26,12 +26,14 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import pyro
 import pyro.poutine as poutine
 import torch
 import torch.distributed as dist
+
+Batch = Union[torch.Tensor, tuple[torch.Tensor, ...]]  # noqa: UP007 (a runtime alias)
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,12 @@ def current() -> Context:
     return Context(dist.get_rank(), dist.get_world_size(), device)
 
 
-def shard(batch: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, float]:
-    """This rank's contiguous rows of the global ``batch`` and its weight :math:`P b_r / B`."""
+def shard(batch: Batch, ctx: Context) -> tuple[Batch, float]:
+    """This rank's contiguous rows of the global ``batch`` (a tensor, or a tuple of tensors
+    sharing their first dimension: the same rows of each) and its weight :math:`P b_r / B`."""
+    if isinstance(batch, (tuple, list)):
+        parts = [shard(t, ctx) for t in batch]
+        return tuple(p for p, _ in parts), parts[0][1]
     if not ctx.active:
         return batch, 1.0
     part = torch.tensor_split(batch, ctx.world_size)[ctx.rank]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_collate
 
 from pyrogen.train import distributed
 from pyrogen.train.callbacks import (
@@ -43,8 +44,8 @@ from pyrogen.train.callbacks import (
     TrainingInterrupted,
     TrainState,
 )
-from pyrogen.train.checkpoint import Checkpointer, set_seed
-from pyrogen.train.steps.base import Batch, NonFiniteError, TrainingStep
+from pyrogen.train.checkpoint import Checkpointer, data_fingerprint, set_seed
+from pyrogen.train.steps.base import NonFiniteError, TrainingStep
 
 __all__ = [
     "History",
@@ -82,18 +83,150 @@ def epoch_order(num_data: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_data, generator=g)
 
 
-def _validate_data(batch: torch.Tensor, step: TrainingStep, transform: Transform | None) -> None:
-    if batch.is_floating_point() and not torch.isfinite(batch).all():
-        rows = (~torch.isfinite(batch)).reshape(len(batch), -1).any(-1).nonzero().flatten()
-        raise ValueError(
-            f"The training data contain NaN or infinite values (first batch, rows"
-            f" {rows[:5].tolist()}); remove or impute them before training."
+class _Data:
+    """The training data as aligned tensors (``fit(*tensors)``, a ``TensorDataset``) or a sized
+    map-style ``Dataset`` returning tuples (or single tensors), read by example indices."""
+
+    def __init__(self, data: tuple[Any, ...]) -> None:
+        self.dataset: Dataset | None = None
+        if len(data) == 1 and isinstance(data[0], TensorDataset):
+            data = tuple(data[0].tensors)
+        elif len(data) == 1 and isinstance(data[0], Dataset):
+            self.dataset, self.tensors = data[0], ()
+            if isinstance(self.dataset, IterableDataset) or not hasattr(self.dataset, "__len__"):
+                raise TypeError(
+                    "Trainer.fit needs a sized map-style Dataset (__len__ and __getitem__), got"
+                    f" {type(self.dataset).__name__}; load an iterable one into tensors first."
+                )
+            self.num = len(self.dataset)
+            return
+        if not data:
+            raise TypeError("Trainer.fit needs data: fit(x), fit(x, y, ...) or fit(dataset).")
+        for i, t in enumerate(data):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(
+                    f"Trainer.fit takes tensors or one torch Dataset; argument {i} is a"
+                    f" {type(t).__name__} (a DataLoader? pass its dataset)."
+                )
+            if t.dim() == 0:
+                raise ValueError(f"Data tensor {i} is a scalar; examples are its rows.")
+        if len(data) == 1 and data[0].dim() == 1:
+            raise ValueError(
+                f"The data are one 1-D tensor of shape {tuple(data[0].shape)}: examples are rows;"
+                " for N scalar examples pass x.unsqueeze(-1)."
+            )
+        sizes = [len(t) for t in data]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"The data tensors have different first dimensions {sizes}; each row of every"
+                " tensor is one example, so they must agree."
+            )
+        self.tensors, self.num = tuple(data), sizes[0]
+
+    def __len__(self) -> int:
+        return self.num
+
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The examples at ``index``, one tensor per field."""
+        if self.dataset is None:
+            return tuple(t[index.to(t.device)] for t in self.tensors)
+        batch = default_collate([self.dataset[i] for i in index.tolist()])
+        batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        if not all(isinstance(t, torch.Tensor) for t in batch):
+            raise TypeError(
+                f"{type(self.dataset).__name__}[i] must return a tensor or a tuple of tensors"
+                f" (numbers), got fields {[type(t).__name__ for t in batch]}."
+            )
+        return batch
+
+    def chunks(self, size: int = 4096) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
+        """``(first row, tensors)`` over all examples in order (whole tensors when in memory)."""
+        if self.dataset is None:
+            yield 0, self.tensors
+            return
+        for start in range(0, self.num, size):
+            yield start, self.take(torch.arange(start, min(start + size, self.num)))
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the data (one tensor: :func:`data_fingerprint` as before)."""
+        if self.dataset is None:
+            return data_fingerprint(*self.tensors)
+        return data_fingerprint(*(t for _, chunk in self.chunks() for t in chunk))
+
+
+def _check_finite(data: _Data) -> None:
+    """One pass over all floating tensors: NaN/Inf named by tensor index and first rows."""
+    for start, chunk in data.chunks():
+        for i, t in enumerate(chunk):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                bad = (~torch.isfinite(t)).reshape(len(t), -1).any(-1).nonzero().flatten()
+                rows = (bad[:5] + start).tolist()
+                raise ValueError(
+                    f"The training data contain NaN or infinite values (tensor {i}, rows {rows}"
+                    f"{' …' if len(bad) > 5 else ''} of {len(data)}); remove or impute them"
+                    " before training."
+                )
+
+
+def _apply(transform: Transform | dict[int, Transform] | None, batch, generator):
+    """``transform(tensor, generator)`` on the first tensor, or ``{index: f}`` on those tensors
+    (in increasing index, all drawing from ``generator``)."""
+    if transform is None:
+        return batch
+    if callable(transform):
+        transform = {0: transform}
+    batch = list(batch)
+    for i in sorted(transform):
+        batch[i] = transform[i](batch[i], generator)
+    return tuple(batch)
+
+
+def _check_transform(transform: Any) -> None:
+    if transform is None or callable(transform):
+        return
+    if not isinstance(transform, dict) or not all(
+        isinstance(k, int) and callable(f) for k, f in transform.items()
+    ):
+        raise TypeError(
+            "transform= takes f(tensor, generator) (applied to the first data tensor) or a dict"
+            f" {{tensor_index: f}}, got {type(transform).__name__}."
         )
+
+
+def _validate_data(data: _Data, first: tuple, step: TrainingStep, transform: Any, move) -> None:
+    """All data finite; the first batch (moved to the device, and transformed) passes the step's
+    ``validate``."""
+    _check_finite(data)
+    named = list(transform) if isinstance(transform, dict) else [0] if transform else []
+    for i in named:
+        if not -len(first) <= i < len(first):
+            raise ValueError(f"transform= names tensor {i}; the data have {len(first)} tensors.")
     check = getattr(step, "validate", None)
     if callable(check):
-        check(batch)
+        per_step = getattr(step, "batches_per_step", 1)
+        _call_step(check, [move(first)], per_step, all_batches=False)
         if transform is not None:  # a throwaway generator: the run's one stays untouched
-            check(transform(batch, torch.Generator().manual_seed(0)))
+            batch = _apply(transform, first, torch.Generator().manual_seed(0))
+            _call_step(check, [move(batch)], per_step, all_batches=False)
+
+
+def _call_step(fn: Callable, batches: list[tuple], per_step: int, all_batches: bool = True):
+    """``fn(*batch)`` for a one-batch step; ``fn(*batches)`` (one tensor each) for a step that
+    takes ``per_step`` > 1 batches (``all_batches=False``: one batch, for setup/validate)."""
+    if per_step == 1 or not all_batches:
+        if per_step > 1 and len(batches[0]) > 1:
+            raise _multi_tensor_error(per_step, len(batches[0]))
+        return fn(*batches[0])
+    if any(len(b) > 1 for b in batches):
+        raise _multi_tensor_error(per_step, len(batches[0]))
+    return fn(*(b[0] for b in batches))
+
+
+def _multi_tensor_error(per_step: int, num: int) -> ValueError:
+    return ValueError(
+        f"This step takes {per_step} batches per update (e.g. AdversarialStep's critic updates),"
+        f" each one tensor; the data have {num} tensors. Train it on one tensor: fit(x)."
+    )
 
 
 def _autocast(amp: bool, device: torch.device) -> contextlib.AbstractContextManager:
@@ -138,7 +271,11 @@ class Trainer:
     :param steps: number of updates; the data are cycled through as often as needed.
     :param seed: seeds python, numpy, torch and Pyro (``seed + rank`` under ``torchrun``), the
         data order and the transform's generator.
-    :param transform: applied to every batch as ``transform(batch, generator)``.
+    :param transform: applied to every batch as ``transform(tensor, generator)``: to the first
+        data tensor, or ``{index: f}`` to the tensors named (e.g. ``{0: binarize}`` for
+        ``fit(x, y)``), always on the CPU generator before the batch moves to ``device``.
+    :param device: where batches go before the step (the data may stay on the CPU); ``None``:
+        where the data are.
     :param progress: show a tqdm bar with the running (exponential average) loss.
     :param checkpoint_dir: where checkpoints and ``history.csv``/``.json`` go (``None``: none);
         also stops cleanly on SIGINT/SIGTERM (:class:`~pyrogen.train.callbacks.StopOnSignal`).
@@ -150,7 +287,8 @@ class Trainer:
     :param config: JSON-like settings stored in each checkpoint.
     :param nonfinite: ``"raise"`` (stop on a NaN/Inf loss or gradient) or ``"skip"`` (drop that
         batch and count it in ``History.skipped``).
-    :param validate: check the first batch (NaN/Inf, and the step's ``validate``) before training.
+    :param validate: before training, check all data (NaN/Inf in floating tensors, named by
+        tensor and row) and the first batch with the step's ``validate``.
     :param amp: mixed precision (``torch.autocast``, bfloat16 if supported) on CUDA.
     :param tensorboard: a log directory for TensorBoard scalars (needs ``tensorboard``).
     :param callbacks: user :class:`~pyrogen.train.callbacks.Callback` objects; they run before
@@ -169,7 +307,8 @@ class Trainer:
         epochs: int | None = None,
         steps: int | None = None,
         seed: int = 0,
-        transform: Transform | None = None,
+        transform: Transform | dict[int, Transform] | None = None,
+        device: torch.device | str | None = None,
         progress: bool = True,
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int | None = None,
@@ -183,7 +322,8 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
     ) -> None:
         if not callable(step):
-            raise TypeError(f"step must be callable as step(batch), got {type(step).__name__}.")
+            raise TypeError(f"step must be callable as step(*batch), got {type(step).__name__}.")
+        _check_transform(transform)
         _check_arguments(
             epochs,
             steps,
@@ -197,6 +337,7 @@ class Trainer:
         self.step, self.batch_size, self.seed = step, batch_size, seed
         self.epochs, self.steps, self.transform = epochs, steps, transform
         self.nonfinite, self.validate, self.amp = nonfinite, validate, amp
+        self.device = torch.device(device) if device is not None else None
         self.checkpointer = None
         if checkpoint_dir is not None:
             self.checkpointer = Checkpointer(checkpoint_dir, keep_checkpoints, config, resume)
@@ -221,32 +362,40 @@ class Trainer:
         per_step = getattr(self.step, "batches_per_step", 1)
         return max(1, self.epochs * math.ceil(num_data / self.batch_size) // per_step)
 
-    def fit(self, data: torch.Tensor) -> History:
-        """Train on ``data`` (first dimension indexes examples) and return the :class:`History`.
+    def fit(self, *data: torch.Tensor | Dataset) -> History:
+        """Train on ``data`` and return the :class:`History`.
 
+        ``fit(x)``, ``fit(x, y, ...)`` (tensors whose first dimension indexes the same examples)
+        or ``fit(dataset)`` (a sized map-style ``Dataset`` returning tuples, e.g. a
+        ``TensorDataset``). Each batch reaches the step as ``step(*batch)``, so an SVI step
+        calls ``model(*batch)`` and ``guide(*batch)``.
+
+        :raises ValueError: on data it cannot train on (a lone 1-D tensor, first dimensions that
+            differ, NaN/Inf values when ``validate``).
         :raises NonFiniteError: on a NaN/Inf loss or gradient (``nonfinite="raise"``).
         :raises TrainingInterrupted: after SIGINT/SIGTERM, once the final checkpoint is written.
         """
-        if len(data) == 0:
+        source = _Data(data)
+        if len(source) == 0:
             raise ValueError("Cannot train on an empty data set.")
         ctx = distributed.current()
         set_seed(self.seed + ctx.rank)
         state = TrainState(
-            total=self.total_steps(len(data)),
-            num_data=len(data),
-            batches_per_epoch=math.ceil(len(data) / self.batch_size),
+            total=self.total_steps(len(source)),
+            num_data=len(source),
+            batches_per_epoch=math.ceil(len(source) / self.batch_size),
             generator=torch.Generator(device="cpu").manual_seed(self.seed),
             ctx=ctx,
         )
-        self._prepare(data, ctx)
+        self._prepare(source, ctx)
         if self.checkpointer is not None:
-            self.checkpointer.start(self, state, data)
+            self.checkpointer.start(self, state, source)
         begun = []
         try:
             for callback in self.callbacks:
                 callback.on_train_begin(self, state)
                 begun.append(callback)
-            self._loop(data, state)
+            self._loop(source, state)
         except BaseException as err:
             state.error = err
             raise
@@ -255,20 +404,26 @@ class Trainer:
                 callback.on_train_end(self, state)
         return state.history
 
-    def _prepare(self, data: torch.Tensor, ctx: distributed.Context) -> None:
-        """Check the first batch, let the step create its parameters, synchronize ranks."""
-        first = data[epoch_order(len(data), self.seed, 0)[: self.batch_size].to(data.device)]
+    def _to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if self.device is None:
+            return batch
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def _prepare(self, data: _Data, ctx: distributed.Context) -> None:
+        """Check the data, let the step create its parameters, synchronize ranks."""
+        first = data.take(epoch_order(len(data), self.seed, 0)[: self.batch_size])
+        per_step = getattr(self.step, "batches_per_step", 1)
         if self.validate:
-            _validate_data(first, self.step, self.transform)
+            _validate_data(data, first, self.step, self.transform, self._to_device)
         setup = getattr(self.step, "setup", None)
         if callable(setup):
-            g = torch.Generator().manual_seed(0)
-            batch = self.transform(first, g) if self.transform is not None else first
-            setup(distributed.shard(batch, ctx)[0])
+            batch = _apply(self.transform, first, torch.Generator().manual_seed(0))
+            shard = distributed.shard(self._to_device(batch), ctx)[0]
+            _call_step(setup, [shard], per_step, all_batches=False)
         distributed.attach(self.step, ctx)
         distributed.broadcast_parameters(self.step, ctx)
 
-    def _loop(self, data: torch.Tensor, state: TrainState) -> None:
+    def _loop(self, data: _Data, state: TrainState) -> None:
         per_step = getattr(self.step, "batches_per_step", 1)
         batches = self._batches(data, state.batches, state.generator)
         while state.step < state.total and state.stop_reason is None:
@@ -279,23 +434,28 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_step_end(self, state, record)
 
-    def _batches(self, data: torch.Tensor, start: int, gen: torch.Generator) -> Iterator[Batch]:
+    def _batches(
+        self, data: _Data, start: int, gen: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         """Global batches from the ``start``-th on; epoch e in the order ``epoch_order(e)``."""
         per_epoch = math.ceil(len(data) / self.batch_size)
         epoch, index = divmod(start, per_epoch)
         while True:
-            order = epoch_order(len(data), self.seed, epoch).to(data.device)
+            order = epoch_order(len(data), self.seed, epoch)
             for i in range(index, per_epoch):
-                batch = data[order[i * self.batch_size : (i + 1) * self.batch_size]]
-                yield self.transform(batch, gen) if self.transform is not None else batch
+                batch = data.take(order[i * self.batch_size : (i + 1) * self.batch_size])
+                yield self._to_device(_apply(self.transform, batch, gen))
             epoch, index = epoch + 1, 0
 
-    def _update(self, batches: list[Batch], state: TrainState) -> dict[str, float] | None:
+    def _update(
+        self, batches: list[tuple[torch.Tensor, ...]], state: TrainState
+    ) -> dict[str, float] | None:
         """One step on this rank's shards; its record averaged over ranks (``None``: skipped)."""
         shards = [distributed.shard(b, state.ctx) for b in batches]
+        per_step = getattr(self.step, "batches_per_step", 1)
         try:
-            with distributed.weighted(shards[-1][1]), _autocast(self.amp, batches[0].device):
-                record = self.step(*(s for s, _ in shards))
+            with distributed.weighted(shards[-1][1]), _autocast(self.amp, batches[0][0].device):
+                record = _call_step(self.step, [s for s, _ in shards], per_step)
         except NonFiniteError as err:
             if self.nonfinite == "skip":
                 state.history.skipped += 1

@@ -203,3 +203,74 @@ def test_a_positional_guide_is_refused_with_advice():
 
     with pytest.raises(TypeError, match=r"guide=guide"):
         log_likelihood(model, model, torch.zeros(3))
+
+
+class ShiftedGaussian:
+    r"""Two data tensors: z ~ N(0, 1), x | z, y ~ N(z + y, s^2) per column (D columns), so
+    x | y ~ N(y, (1 + s^2)) per column is closed-form; the guide is the exact posterior
+    q(z | x, y) = N((x - y) / (1 + s^2), s^2 / (1 + s^2)) or shifted by ``shift``."""
+
+    def __init__(self, s=0.5, shift=0.0):
+        self.s, self.shift = s, shift
+
+    def model(self, x, y):
+        with pyro.plate("data", len(x), dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[-1]), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z + y, self.s).to_event(1), obs=x)
+
+    def guide(self, x, y):
+        v = self.s**2 / (1 + self.s**2)
+        with pyro.plate("data", len(x), dim=-1):
+            loc = (x - y) / (1 + self.s**2) + self.shift
+            pyro.sample("z", dist.Normal(loc, v**0.5).to_event(1))
+
+    def evidence(self, x, y):
+        return dist.Normal(y, (1 + self.s**2) ** 0.5).log_prob(x).sum(-1)
+
+
+def _pair(n=7, d=3):
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return y + 1.2 * torch.randn(n, d, generator=g, dtype=torch.float64), y
+
+
+def test_two_data_tensors_exact_guide_gives_the_evidence_in_every_call_form():
+    m = ShiftedGaussian()
+    x, y = _pair()
+    exact = m.evidence(x, y)
+    forms = [
+        elbo(m, x, y, num_samples=3, batch_size=3, reduction="none"),  # chunks of 3, 3, 1 rows
+        elbo((m.model, m.guide), x, y, num_samples=3, reduction="none"),
+        elbo(m.model, x, y, guide=m.guide, num_samples=3, reduction="none"),
+        elbo(m, (x, y), 3, 2, "none"),  # the older positional options, data as one tuple
+        log_likelihood(m, x, y, num_samples=5, batch_size=4, reduction="none"),
+        log_weights(m, x, y, num_samples=2)[1],
+    ]
+    for got in forms:
+        torch.testing.assert_close(got, exact)
+    ll = elbo_and_log_likelihood(m, x, y, num_samples=4, batch_size=2)
+    assert ll == pytest.approx((float(exact.mean()),) * 2)
+
+
+def test_two_data_tensors_elbo_of_a_shifted_guide_matches_the_closed_form():
+    r"""q shifted by a: E_q log w = log p(x|y) - KL(q || p(z|x,y)) = evidence - D a^2 / (2 v)."""
+    m = ShiftedGaussian(shift=0.4)
+    x, y = _pair(n=5)
+    pyro.set_rng_seed(0)
+    got = elbo(m, x, y, num_samples=20000, batch_size=2, reduction="none")
+    v = m.s**2 / (1 + m.s**2)
+    expected = m.evidence(x, y) - 3 * 0.4**2 / (2 * v)
+    torch.testing.assert_close(got, expected, atol=0.05, rtol=0)
+
+
+def test_data_after_options_and_mismatched_rows_are_refused():
+    m = ShiftedGaussian()
+    x, y = _pair()
+    with pytest.raises(TypeError, match="data tensors first"):
+        elbo(m, x, 10, y)
+    with pytest.raises(ValueError, match="same examples"):
+        elbo(m, x, y[:5])
+    with pytest.raises(TypeError, match="both positionally and by keyword"):
+        elbo(m, x, y, 10, num_samples=20)
+    with pytest.raises(TypeError, match="guide by keyword"):
+        elbo(m.model, m.guide)

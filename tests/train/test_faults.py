@@ -17,7 +17,7 @@ from pyrogen.nn.adversarial import Critic
 from pyrogen.train import AdversarialStep, NonFiniteError, SVIStep, Trainer
 from pyrogen.train.checkpoint import list_checkpoints, load_checkpoint, load_latest
 
-X = torch.randn(32)
+X = torch.randn(32, 1)  # 32 scalar examples (rows)
 
 
 def _regression(bad_loss_at=None, bad_grad_at=None, once=False):
@@ -33,7 +33,7 @@ def _regression(bad_loss_at=None, bad_grad_at=None, once=False):
         )
         scale = torch.tensor(float("nan") if bad else 1.0)
         with pyro.plate("data", len(x)):
-            pyro.sample("obs", dist.Normal(loc, scale), obs=x)
+            pyro.sample("obs", dist.Normal(loc, scale), obs=x.squeeze(-1))
 
     return SVIStep(model, lambda x: None, lr=0.1)
 

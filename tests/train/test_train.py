@@ -167,12 +167,12 @@ def test_svi_step_accepts_any_pyro_program():
     def model(x):
         loc = pyro.param("loc", torch.tensor(0.0))
         with pyro.plate("data", len(x)):
-            pyro.sample("obs", dist.Normal(loc, 1.0), obs=x)
+            pyro.sample("obs", dist.Normal(loc, 1.0), obs=x.squeeze(-1))
 
     def guide(x):
         pass
 
-    x = torch.full((32,), 3.0)
+    x = torch.full((32, 1), 3.0)  # 32 scalar examples: rows
     history = Trainer(SVIStep(model, guide, lr=0.1), batch_size=32, steps=200, progress=False).fit(
         x
     )

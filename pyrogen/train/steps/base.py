@@ -13,13 +13,16 @@ Batch = torch.Tensor
 class TrainingStep(Protocol):
     """What the :class:`Trainer` drives: one parameter update on a batch.
 
-    ``step(*batches)`` performs the update and returns named scalars (at least ``"loss"``);
-    it receives ``getattr(step, "batches_per_step", 1)`` fresh batches (an adversarial step with k
-    critic updates asks for k + 1). ``state_dict()`` / ``load_state_dict()`` hold everything
-    needed to continue (modules and optimizer states).
+    ``step(*batch)`` performs the update on one batch and returns named scalars (at least
+    ``"loss"``); a batch is a tuple of tensors, one per data tensor given to ``Trainer.fit``
+    (``fit(x)``: ``step(x_batch)``; ``fit(x, y)``: ``step(x_batch, y_batch)``). A step with
+    ``batches_per_step`` = k + 1 > 1 (an adversarial step with k critic updates) is called
+    ``step(*batches)`` with k + 1 fresh batches of one tensor each.
+    ``state_dict()`` / ``load_state_dict()`` hold everything needed to continue (modules and
+    optimizer states).
 
-    Optional hooks the Trainer uses when present: ``setup(batch)`` creates lazily built
-    parameters before training, ``validate(batch)`` raises a ``ValueError`` on data the model
+    Optional hooks the Trainer uses when present: ``setup(*batch)`` creates lazily built
+    parameters before training, ``validate(*batch)`` raises a ``ValueError`` on data the model
     cannot take, ``gradient_hooks`` (a list of ``fn(params)`` run between backward and update)
     for data-parallel training. A step raising :class:`NonFiniteError` promises that it changed
     no parameter.

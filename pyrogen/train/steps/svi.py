@@ -42,14 +42,14 @@ class _ShadowedParams(Messenger):
                 self.params[msg["name"]] = own
 
 
-def _nonfinite_sites(model: Callable, guide: Callable, batch: Batch) -> list[str]:
+def _nonfinite_sites(model: Callable, guide: Callable, batch: tuple[Batch, ...]) -> list[str]:
     """Sites whose value or log-density is NaN/Inf in a guide + replayed model run, with
     distribution validation off (an empty list if that run fails)."""
     bad = []
     try:
         with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
-            guide_trace = poutine.trace(guide).get_trace(batch)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
+            guide_trace = poutine.trace(guide).get_trace(*batch)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*batch)
             for where, trace in (("guide", guide_trace), ("model", model_trace)):
                 for name, site in trace.nodes.items():
                     if site["type"] != "sample":
@@ -127,8 +127,9 @@ class SVIStep:
     store with ``param_scope=True`` (a :meth:`~pyro.params.param_store.ParamStoreDict.scope` the
     step enters on every call; use :meth:`param_scope` to run the model or guide yourself).
 
-    :param model: Pyro model, called as ``model(batch)``.
-    :param guide: Pyro guide, called as ``guide(batch)``.
+    :param model: Pyro model, called as ``model(*batch)`` (``model(x)``, or ``model(x, y)`` for
+        ``Trainer.fit(x, y)``).
+    :param guide: Pyro guide, called as ``guide(*batch)``.
     :param loss: a Pyro ``ELBO`` instance or any callable loss; default analytic-KL ELBO
         (``TraceMeanField_ELBO``).
     :param optim: a ``pyro.optim.PyroOptim``; default ``pyro.optim.Adam({"lr": lr})``.
@@ -173,7 +174,7 @@ class SVIStep:
         if not param_scope:
             _check_store_conflicts(self._owners().values())
         self._warned_buffers = False
-        self._batch: Batch | None = None
+        self._batch: tuple[Batch, ...] | None = None
         self._loss: Any = None
         self._rng_state: torch.Tensor | None = None
         self._shadowed = _ShadowedParams()
@@ -192,12 +193,13 @@ class SVIStep:
             finally:  # also keep parameters created by a call that raised
                 self.param_state.update(store.get_state())
 
-    def __call__(self, batch: Batch) -> dict[str, float]:
+    def __call__(self, *batch: Batch) -> dict[str, float]:
+        """One update on ``batch``: ``model(*batch)``, ``guide(*batch)``; returns ``{"loss"}``."""
         self._batch, self._loss, self._shadowed.params = batch, None, {}
         self._rng_state = torch.get_rng_state()
         try:
             with self.param_scope(), self._shadowed:
-                loss = self.svi.step(batch)
+                loss = self.svi.step(*batch)
         finally:
             self._batch = self._loss = self._rng_state = None
         return {"loss": loss * self.loss_scale}
@@ -253,24 +255,24 @@ class SVIStep:
         if bad:
             raise NonFiniteError(f"non-finite gradient of parameter(s) {bad[:5]}.")
 
-    def setup(self, batch: Batch) -> None:
+    def setup(self, *batch: Batch) -> None:
         """Create every parameter (``pyro.param`` / ``PyroModule``) by running the guide and the
         model once, without gradients: they must exist before restoring a checkpoint or
         synchronizing ranks (Pyro issue #2354)."""
         with self.param_scope(), torch.no_grad(), poutine.block():
-            guide_trace = poutine.trace(self.guide).get_trace(batch)
-            poutine.replay(self.model, trace=guide_trace)(batch)
+            guide_trace = poutine.trace(self.guide).get_trace(*batch)
+            poutine.replay(self.model, trace=guide_trace)(*batch)
             with torch.random.fork_rng(devices=_cuda_devices()):  # the loss's own parameters
-                self.svi.evaluate_loss(batch)  # (e.g. a neural baseline); draws left as they were
+                self.svi.evaluate_loss(*batch)  # (e.g. a neural baseline); draws left as they were
 
-    def validate(self, batch: Batch) -> None:
-        """Run the ``validate(batch)`` of the model's and guide's owners, if they have one."""
+    def validate(self, *batch: Batch) -> None:
+        """Run the ``validate(*batch)`` of the model's and guide's owners, if they have one."""
         seen = set()
         for module in self.modules().values():
             check = getattr(module, "validate", None)
             if callable(check) and id(module) not in seen:
                 seen.add(id(module))
-                check(batch)
+                check(*batch)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The modules of ``model`` and ``guide`` (a module program itself, or a bound method's
