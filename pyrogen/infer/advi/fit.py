@@ -55,7 +55,7 @@ from typing import Any
 import pyro
 import pyro.optim
 import torch
-from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import (
     AutoGuide,
     AutoLowRankMultivariateNormal,
@@ -67,11 +67,10 @@ from tqdm.auto import tqdm
 from pyrogen.infer.advi._trace import (
     _max_plate_nesting,
     _model_trace,
-    _padded,
-    _resample_observed,
-    _reshape_draws,
+    _on,
     _site_names,
-    _vectorized,
+    guide_draws,
+    run_model,
 )
 from pyrogen.infer.advi.convergence import ELBOConvergence
 from pyrogen.infer.advi.diagnostics import khat_reading, psis_khat
@@ -84,6 +83,34 @@ _METHODS: dict[str, tuple[type[AutoGuide], str]] = {
     "fullrank": (AutoMultivariateNormal, "full-rank Gaussian, AutoMultivariateNormal"),
     "lowrank": (AutoLowRankMultivariateNormal, "low-rank Gaussian, AutoLowRankMultivariateNormal"),
 }
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a ``torch.device`` that can hold tensors, or a ValueError saying why not."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, TypeError) as err:
+        raise ValueError(
+            f"Cannot use device={device!r}: {err}. Pass 'cpu', 'cuda', 'cuda:<index>' or 'mps' "
+            "for a device this machine has (torch.cuda.is_available() says whether CUDA is)."
+        ) from err
+    return device
+
+
+def _to_device(obj: Any, device: torch.device | None) -> Any:
+    """``obj`` with every tensor in it (through tuples, lists and dicts) moved to ``device``."""
+    if device is None:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_device(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
 
 
 class ConvergenceWarning(UserWarning):
@@ -131,6 +158,12 @@ class ADVIResult:
     :ivar rel_changes: relative ELBO change at each convergence check.
     :ivar tol_rel_obj: the tolerance used (``None`` if the rule was switched off).
     :ivar elapsed: wall time of the optimisation, seconds.
+    :ivar device: the device of the guide and of the tensor data (``None``: left as given).
+    :ivar vectorize: how the diagnostics run the model on posterior draws: ``None`` (default)
+        vectorized under an outer plate when the model allows it (checked against a plain run
+        on the first draw), else once per draw with one warning; ``True`` vectorized or an
+        error; ``False`` always once per draw.
+    :ivar draws_path: the path the last run took, ``"vectorized"`` or ``"looped"``.
 
     .. note::
         The guide's parameters live in the guide and in a private param-store scope, so
@@ -149,8 +182,12 @@ class ADVIResult:
     rel_changes: list[float] = field(default_factory=list)
     tol_rel_obj: float | None = 0.01
     elapsed: float = 0.0
+    device: torch.device | None = None
+    vectorize: bool | None = None
+    draws_path: str | None = None
     _param_state: dict = field(default_factory=dict, repr=False)
     _buffer_len: int = field(default=2, repr=False)
+    _warned_loop: bool = field(default=False, repr=False)
 
     @contextmanager
     def param_scope(self) -> Iterator[dict]:
@@ -170,28 +207,12 @@ class ADVIResult:
             latent site of the model, and every ``pyro.deterministic`` site (a function of
             them).
         """
-        trace = _model_trace(self.model, self.args, self.kwargs)
-        latent, _, deterministic = _site_names(trace)
-        draws = self._latent_draws(num_samples, trace, latent)
+        draws, _ = guide_draws(self, num_samples, self.args, self.kwargs)
+        deterministic = _site_names(_model_trace(self.model, self.args, self.kwargs))[2]
         if deterministic:
-            with _vectorized("sample_posterior"):
-                derived = Predictive(
-                    self.model,
-                    posterior_samples=_padded(draws, trace, num_samples),
-                    return_sites=deterministic,
-                    parallel=True,
-                )(*self.args, **self.kwargs)
-            draws.update(_reshape_draws(derived, trace, num_samples))
+            run = run_model(self, draws, num_samples, self.args, self.kwargs, "sample_posterior")
+            draws.update({name: run.values[name] for name in deterministic})
         return draws
-
-    def _latent_draws(self, num_samples: int, trace, latent: list[str]) -> dict:
-        # The guide alone, vectorized over an outer plate (no model run: AutoContinuous guides
-        # return unpadded values that a model would not broadcast).
-        with self.param_scope(), _vectorized("sample_posterior"):
-            draws = Predictive(
-                self.guide, num_samples=num_samples, return_sites=latent, parallel=True
-            )(*self.args, **self.kwargs)
-        return _reshape_draws(draws, trace, num_samples)
 
     @torch.no_grad()
     def predictive(self, num_samples: int = 1000, *args: Any, **kwargs: Any) -> dict:
@@ -209,21 +230,9 @@ class ADVIResult:
             sample and deterministic site (latents and observed sites).
         """
         args, kwargs = self._args(args, kwargs)
-        fit_trace = _model_trace(self.model, self.args, self.kwargs)
-        latent = _site_names(fit_trace)[0]
-        draws = self._latent_draws(num_samples, fit_trace, latent)
-        model = _resample_observed(self.model)
-        trace = _model_trace(model, args, kwargs)
-        sites = [n for n, s in trace.nodes.items() if s["type"] == "sample" and n not in draws]
-        with _vectorized("predictive"):
-            predicted = Predictive(
-                model,
-                posterior_samples=_padded(draws, fit_trace, num_samples),
-                return_sites=sites,
-                parallel=True,
-            )(*args, **kwargs)
-        draws.update(_reshape_draws(predicted, trace, num_samples))
-        return draws
+        args, kwargs = _to_device((args, kwargs), self.device)
+        draws, _ = guide_draws(self, num_samples, self.args, self.kwargs)
+        return run_model(self, draws, num_samples, args, kwargs, "predictive").values
 
     def summary(self, num_samples: int = 1000, prob: float = 0.9) -> None:
         r"""Print the fit (steps, convergence, final −ELBO), PSIS :math:`\hat k` with its reading
@@ -286,6 +295,7 @@ def fit(
     init_scale: float = 0.1,
     seed: int | None = None,
     progress_bar: bool = True,
+    device: str | torch.device | None = None,
     **kwargs: Any,
 ) -> ADVIResult:
     r"""Fit a Gaussian variational posterior (ADVI) to any Pyro model by maximising the ELBO.
@@ -313,6 +323,10 @@ def fit(
     :param init_scale: initial standard deviation of the guide in the unconstrained space.
     :param seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) before fitting.
     :param progress_bar: show a tqdm progress bar with the running −ELBO.
+    :param device: where to fit, e.g. ``"cuda"``: tensors in ``args``/``kwargs`` (also inside
+        tuples, lists, dicts) are moved there, and tensors the model and the guide create
+        (constants, guide parameters) default to it (``with torch.device(device)``).
+        ``None`` leaves everything where it is.
     :param kwargs: keyword arguments passed to ``model``.
     :returns: an :class:`ADVIResult`.
     :raises ValueError: for an unknown ``method``, bad settings, or discrete latent sites.
@@ -333,70 +347,73 @@ def fit(
         raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
     if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
         raise ValueError(f"Expected num_particles to be an int >= 1, got {num_particles!r}.")
+    device = _resolve_device(device)
+    args, kwargs = _to_device((args, kwargs), device)
     if seed is not None:
         pyro.set_rng_seed(seed)
-
-    max_plate_nesting = _check_latents(model, args, kwargs)
-    guide_cls = _METHODS[method][0]
-    guide = guide_cls(model, init_scale=init_scale)
-    optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
-    elbo = Trace_ELBO(
-        num_particles=num_particles,
-        vectorize_particles=num_particles > 1,
-        max_plate_nesting=max_plate_nesting,
-    )
-    rule = (
-        ELBOConvergence(tol_rel_obj, eval_elbo=eval_elbo, num_steps=num_steps)
-        if tol_rel_obj is not None
-        else None
-    )
-
-    losses: list[float] = []
-    converged = False
-    start = time.perf_counter()
-    with pyro.get_param_store().scope() as param_state:
-        svi = SVI(model, guide, optim, loss=elbo)
-        bar = tqdm(range(num_steps), desc=f"ADVI ({method})", disable=not progress_bar)
-        for step in bar:
-            loss = float(svi.step(*args, **kwargs))
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"The ELBO became {loss} at step {step}: the optimisation diverged. Lower "
-                    f"the learning rate (lr={lr}), use more particles, or check the model for "
-                    "invalid parameter values."
-                )
-            losses.append(loss)
-            if rule is not None and rule.update(loss):
-                converged = True
-                break
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss:.4g}")
-        bar.close()
-    elapsed = time.perf_counter() - start
-
-    if rule is not None and not converged:
-        if rule.rel_changes:
-            last = f"mean {rule.mean:.3g}, median {rule.median:.3g} over the last checks"
-        else:
-            last = f"never checked: num_steps < eval_elbo={eval_elbo}"
-        warnings.warn(
-            f"ADVI did not converge in {num_steps} steps: the relative ELBO change ({last}) "
-            f"is still above tol_rel_obj={tol_rel_obj}. Increase num_steps or the learning "
-            "rate, and inspect result.losses.",
-            ConvergenceWarning,
-            stacklevel=2,
+    with _on(device):
+        max_plate_nesting = _check_latents(model, args, kwargs)
+        guide_cls = _METHODS[method][0]
+        guide = guide_cls(model, init_scale=init_scale)
+        optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
+        elbo = Trace_ELBO(
+            num_particles=num_particles,
+            vectorize_particles=num_particles > 1,
+            max_plate_nesting=max_plate_nesting,
         )
-    return ADVIResult(
-        model=model,
-        guide=guide,
-        method=method,
-        losses=losses,
-        converged=converged,
-        args=args,
-        kwargs=kwargs,
-        rel_changes=list(rule.rel_changes) if rule is not None else [],
-        tol_rel_obj=tol_rel_obj,
-        elapsed=elapsed,
-        _param_state=param_state,
-        _buffer_len=rule.buffer.maxlen if rule is not None else 2,
-    )
+        rule = (
+            ELBOConvergence(tol_rel_obj, eval_elbo=eval_elbo, num_steps=num_steps)
+            if tol_rel_obj is not None
+            else None
+        )
+
+        losses: list[float] = []
+        converged = False
+        start = time.perf_counter()
+        with pyro.get_param_store().scope() as param_state:
+            svi = SVI(model, guide, optim, loss=elbo)
+            bar = tqdm(range(num_steps), desc=f"ADVI ({method})", disable=not progress_bar)
+            for step in bar:
+                loss = float(svi.step(*args, **kwargs))
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The ELBO became {loss} at step {step}: the optimisation diverged. Lower "
+                        f"the learning rate (lr={lr}), use more particles, or check the model for "
+                        "invalid parameter values."
+                    )
+                losses.append(loss)
+                if rule is not None and rule.update(loss):
+                    converged = True
+                    break
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{loss:.4g}")
+            bar.close()
+        elapsed = time.perf_counter() - start
+
+        if rule is not None and not converged:
+            if rule.rel_changes:
+                last = f"mean {rule.mean:.3g}, median {rule.median:.3g} over the last checks"
+            else:
+                last = f"never checked: num_steps < eval_elbo={eval_elbo}"
+            warnings.warn(
+                f"ADVI did not converge in {num_steps} steps: the relative ELBO change ({last}) "
+                f"is still above tol_rel_obj={tol_rel_obj}. Increase num_steps or the learning "
+                "rate, and inspect result.losses.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return ADVIResult(
+            model=model,
+            guide=guide,
+            method=method,
+            losses=losses,
+            converged=converged,
+            args=args,
+            kwargs=kwargs,
+            rel_changes=list(rule.rel_changes) if rule is not None else [],
+            tol_rel_obj=tol_rel_obj,
+            elapsed=elapsed,
+            device=device,
+            _param_state=param_state,
+            _buffer_len=rule.buffer.maxlen if rule is not None else 2,
+        )
