@@ -113,6 +113,48 @@ def _to_device(obj: Any, device: torch.device | None) -> Any:
     return obj
 
 
+#: Total learning-rate decay of the annealing phase of ``convergence="anneal"``.
+ANNEAL_DECAY = 0.01
+
+
+def _scale_lr(optim: pyro.optim.PyroOptim, factor: float) -> None:
+    """Multiply the learning rate of every torch optimizer inside a Pyro optimizer."""
+    for obj in optim.optim_objs.values():
+        for group in getattr(obj, "optimizer", obj).param_groups:
+            group["lr"] *= factor
+
+
+@dataclass
+class _Steps:
+    """SVI steps that record the −ELBO, stop on a non-finite one, and on a rule."""
+
+    svi: SVI
+    args: tuple
+    kwargs: dict
+    losses: list[float]
+    bar: Any
+    lr: float
+
+    def __call__(self, count: int, rule: ELBOConvergence | None, after=None) -> bool:
+        for _ in range(count):
+            loss = float(self.svi.step(*self.args, **self.kwargs))
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"The ELBO became {loss} at step {len(self.losses)}: the optimisation "
+                    f"diverged. Lower the learning rate (lr={self.lr}), use more particles, or "
+                    "check the model for invalid parameter values."
+                )
+            self.losses.append(loss)
+            self.bar.update(1)
+            if after is not None:
+                after()
+            if rule is not None and rule.update(loss):
+                return True
+            if len(self.losses) % 50 == 1:
+                self.bar.set_postfix(loss=f"{loss:.4g}")
+        return False
+
+
 class ConvergenceWarning(UserWarning):
     """The ELBO did not meet the relative-tolerance rule within ``num_steps``."""
 
@@ -296,6 +338,8 @@ def fit(
     seed: int | None = None,
     progress_bar: bool = True,
     device: str | torch.device | None = None,
+    convergence: str = "anneal",
+    anneal_steps: int = 1000,
     **kwargs: Any,
 ) -> ADVIResult:
     r"""Fit a Gaussian variational posterior (ADVI) to any Pyro model by maximising the ELBO.
@@ -347,6 +391,11 @@ def fit(
         raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
     if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
         raise ValueError(f"Expected num_particles to be an int >= 1, got {num_particles!r}.")
+    if convergence not in ("anneal", "stan"):
+        raise ValueError(f"Unknown convergence={convergence!r}; expected 'anneal' or 'stan'.")
+    if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 0:
+        raise ValueError(f"Expected anneal_steps to be an int >= 0, got {anneal_steps!r}.")
+    anneal = min(anneal_steps, num_steps // 2) if convergence == "anneal" else 0
     device = _resolve_device(device)
     args, kwargs = _to_device((args, kwargs), device)
     if seed is not None:
@@ -372,21 +421,13 @@ def fit(
         start = time.perf_counter()
         with pyro.get_param_store().scope() as param_state:
             svi = SVI(model, guide, optim, loss=elbo)
-            bar = tqdm(range(num_steps), desc=f"ADVI ({method})", disable=not progress_bar)
-            for step in bar:
-                loss = float(svi.step(*args, **kwargs))
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"The ELBO became {loss} at step {step}: the optimisation diverged. Lower "
-                        f"the learning rate (lr={lr}), use more particles, or check the model for "
-                        "invalid parameter values."
-                    )
-                losses.append(loss)
-                if rule is not None and rule.update(loss):
-                    converged = True
-                    break
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss:.4g}")
+            bar = tqdm(total=num_steps, desc=f"ADVI ({method})", disable=not progress_bar)
+            run = _Steps(svi, args, kwargs, losses, bar, lr)
+            converged = run(num_steps - anneal, rule)
+            if anneal:  # lr decays geometrically by ANNEAL_DECAY over the last `anneal` steps
+                factor = ANNEAL_DECAY ** (1 / anneal)
+                run(anneal, None, lambda: _scale_lr(optim, factor))
+                _scale_lr(optim, ANNEAL_DECAY**-1)
             bar.close()
         elapsed = time.perf_counter() - start
 
