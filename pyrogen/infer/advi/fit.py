@@ -468,6 +468,7 @@ def fit(
             rel_changes=list(rule.rel_changes) if rule is not None else [],
             tol_rel_obj=tol_rel_obj,
             elapsed=elapsed,
+            anneal_steps=anneal,
             device=device,
             _param_state=param_state,
             _buffer_len=rule.buffer.maxlen if rule is not None else 2,
