@@ -143,12 +143,16 @@ def test_public_diagnostics_agree_across_paths(broadcast_fit):
 
 
 def test_vectorized_path_is_checked_against_a_plain_run():
-    # alpha[group] under the draws plate indexes the *draws*; with 4 draws and 4 groups it
-    # broadcasts without a shape error, and would silently compute the wrong thing.
-    result = _quiet_fit(varying_intercepts, GROUP, 4, y=Y_GROUP, convergence="stan")
-    with pytest.warns(UserWarning, match="once per draw"):
-        pred = result.predictive(4)
-    assert result.draws_path == "looped" and pred["y"].shape == (4, 12)
+    # alpha[group] under the draws plate indexes the *draws*; with 4 draws, 4 groups and 4
+    # observations it broadcasts without any shape error and computes the wrong thing.
+    group, y = torch.tensor([2, 0, 3, 1]), torch.tensor([0.3, -1.0, 2.0, 0.5])
+    result = _quiet_fit(varying_intercepts, group, 4, y=y, convergence="stan")
+    with pytest.warns(UserWarning, match="differs from a run of the model on one draw"):
+        idata = to_inference_data(result, num_samples=4)
+    assert result.draws_path == "looped"
+    alpha = torch.as_tensor(idata.posterior["alpha"].values[0])
+    expected = dist.Normal(alpha[:, group], 0.5).log_prob(y)
+    assert torch.allclose(torch.as_tensor(idata.log_likelihood["y"].values[0]), expected)
 
 
 # --------------------------------------------------------- defaults recover the exact posterior
