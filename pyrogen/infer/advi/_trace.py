@@ -1,10 +1,9 @@
-"""Model traces shared by ADVI's fit and its diagnostics: site names, plate nesting, posterior
-draws padded as Predictive expects, and the vectorized-run error advice."""
+"""Model traces shared by ADVI's fit and its diagnostics: site names, plate nesting, guide draws,
+and the model run on posterior draws, vectorized where the model allows it, else looped."""
 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -65,21 +64,6 @@ def _resample_observed(model):
     return _UnconditionObservedMessenger()(model)
 
 
-@contextmanager
-def _vectorized(what: str) -> Iterator[None]:
-    """Turn a shape error of a model run under an outer draws plate into advice."""
-    try:
-        yield
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(
-            f"{what} runs the model once for all draws, under an extra plate on the left of its "
-            "plates, and the model failed there. Make every batch dimension a pyro.plate and "
-            "let latent values broadcast from the right: write X @ beta as "
-            "(X * beta).sum(-1), and index with [..., i] rather than [i]. "
-            f"Original error: {err}"
-        ) from err
-
-
 def _padded(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
     """Draws of shape ``(n,) + site_shape`` padded with the size-1 plate dims Predictive
     expects in ``posterior_samples``: ``(n,) + (1,) * (max_plate_nesting - batch_ndim) +
@@ -106,15 +90,6 @@ def _site_names(trace) -> tuple[list[str], list[str], list[str]]:
         else:
             latent.append(name)
     return latent, observed, deterministic
-
-
-def _reshape_draws(draws: dict[str, torch.Tensor], trace, num_samples: int) -> dict:
-    """Predictive pads draws with plate dims of size 1; give each site ``(n,) + its shape``."""
-    out = {}
-    for name, value in draws.items():
-        shape = (num_samples,) + tuple(trace.nodes[name]["value"].shape)
-        out[name] = value.reshape(shape) if value.numel() == math.prod(shape) else value
-    return out
 
 
 @contextmanager

@@ -390,8 +390,9 @@ def fit(
     :raises FloatingPointError: when the ELBO becomes NaN or infinite.
 
     .. note::
-        Only models with static structure whose batch dimensions are declared by
-        ``pyro.plate`` are supported: posterior draws are vectorized over an outer plate.
+        Models need a static structure. The diagnostics run the model on posterior draws
+        vectorized under an outer plate when it allows (``(X * w).sum(-1)``), else once per draw
+        (``X @ w``, ``alpha[group]``), with one warning; see ``ADVIResult.vectorize``.
     """
     if method not in _METHODS:
         choices = ", ".join(f"{k!r} ({v[1]})" for k, v in _METHODS.items())
