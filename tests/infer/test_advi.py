@@ -292,7 +292,7 @@ def test_model_without_latents_is_a_clear_error():
         fit(no_latents, torch.tensor(0.3))
 
 
-def test_unvectorizable_model_gets_advice():
+def test_unvectorizable_model_runs_once_per_draw_and_says_so():
     X, y = _regression_data()
 
     def matmul_model(X, y=None):
@@ -301,5 +301,12 @@ def test_unvectorizable_model_gets_advice():
             pyro.sample("y", dist.Normal(X @ beta, 1.0), obs=y)
 
     result = fit(matmul_model, X, y, num_steps=5, tol_rel_obj=None, progress_bar=False)
+    with pytest.warns(UserWarning, match=r"once per draw.*\(X \* beta\).sum\(-1\)"):
+        pred = result.predictive(10)
+    assert pred["y"].shape == (10, 40) and result.draws_path == "looped"
+    with warnings.catch_warnings():  # said once per fit
+        warnings.simplefilter("error")
+        result.predictive(10)
+    result.vectorize = True  # the fast path or an error with advice
     with pytest.raises(ValueError, match=r"\(X \* beta\).sum\(-1\)"):
         result.predictive(10)

@@ -28,18 +28,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyro
 import torch
-from pyro.infer import Predictive
 
 from pyrogen.infer.advi._trace import (
     VariationalFit,
-    _max_plate_nesting,
     _model_trace,
-    _padded,
-    _resample_observed,
     _site_names,
-    _vectorized,
+    guide_draws,
+    run_model,
 )
-from pyrogen.infer.importance import log_importance_weights as _log_weights
 
 if TYPE_CHECKING:
     import arviz
@@ -72,8 +68,9 @@ def log_importance_weights(
 ) -> torch.Tensor:
     r"""Log importance ratios :math:`\log p(x, z^{(s)}) - \log q(z^{(s)})`, :math:`z^{(s)} \sim q`.
 
-    The joint weights of :func:`pyrogen.infer.importance.log_importance_weights` (draws
-    vectorized in an outer plate, in chunks of 1000), times the sites' common scale.
+    Draws from the guide (vectorized, chunks of 1000); the model's log joint (sites scaled and
+    masked as in Pyro's ELBO) vectorized over them when the model allows, else one run per draw
+    (see ``result.vectorize``).
 
     :param result: a fit returned by :func:`pyrogen.infer.fit`.
     :param args: model arguments (default: those of the fit).
@@ -83,27 +80,13 @@ def log_importance_weights(
     """
     if not args and not kwargs:
         args, kwargs = result.args, result.kwargs
-    mpn = _max_plate_nesting(_model_trace(result.model, args, kwargs))
     chunks, left = [], num_samples
-    with result.param_scope(), _vectorized("psis_khat / log_importance_weights"):
-        while left > 0:
-            size = min(left, 1000)
-            log_w, scale = _log_weights(
-                result.model,
-                result.guide,
-                *args,
-                num_samples=size,
-                max_plate_nesting=mpn,
-                per_example=False,
-                **kwargs,
-            )
-            if scale is None:
-                raise NotImplementedError(
-                    "The model's sites have different scales (subsampling or poutine.scale on "
-                    "some sites); importance weights need one scale shared by every site."
-                )
-            chunks.append(scale * log_w)
-            left -= size
+    while left > 0:
+        size = min(left, 1000)
+        draws, log_q = guide_draws(result, size, args, kwargs)
+        run = run_model(result, draws, size, args, kwargs, "psis_khat / log_importance_weights")
+        chunks.append(run.log_joint - log_q)
+        left -= size
     return torch.cat(chunks)
 
 
@@ -150,15 +133,6 @@ def _dims(name: str, site: dict) -> list[str]:
     return [plates.get(i - batch_ndim, f"{name}_dim_{i}") for i in range(value.dim())]
 
 
-def _per_draw(value: torch.Tensor, num_samples: int, mpn: int, shape: tuple) -> np.ndarray:
-    """A tensor vectorized over draws (draw dim at ``-mpn - 1``, plate dims possibly of size 1
-    or missing) as an array of shape ``(1, num_samples) + shape`` (one chain)."""
-    full = (num_samples,) + tuple(shape)
-    if value.numel() != math.prod(full):
-        value = value.expand((num_samples,) + (1,) * (mpn - len(shape)) + tuple(shape))
-    return value.reshape(full)[None].detach().cpu().numpy()
-
-
 @torch.no_grad()
 def to_inference_data(
     result: VariationalFit,
@@ -199,7 +173,6 @@ def to_inference_data(
     if not args and not kwargs:
         args, kwargs = result.args, result.kwargs
     trace = _model_trace(result.model, args, kwargs)
-    mpn = _max_plate_nesting(trace)
     latent, observed, deterministic = _site_names(trace)
     sites = {n: trace.nodes[n] for n in latent + observed + deterministic}
     shapes = {n: tuple(s["value"].shape) for n, s in sites.items()}
@@ -207,36 +180,16 @@ def to_inference_data(
     site_dims = {n: _dims(n, s) for n, s in sites.items()}
     site_dims.update(dims or {})
 
-    posterior = result.sample_posterior(num_samples)
-    latent_draws = _padded({n: posterior[n] for n in latent}, trace, num_samples)
-    with _vectorized("to_inference_data"):
-        predictive = Predictive(
-            _resample_observed(result.model),
-            posterior_samples=latent_draws,
-            return_sites=observed,
-            parallel=True,
-        )(*args, **kwargs)
-        vec_trace = Predictive(
-            result.model, posterior_samples=latent_draws, parallel=True
-        ).get_vectorized_trace(*args, **kwargs)
-    log_prob = {
-        n: _per_draw(
-            vec_trace.nodes[n]["fn"].log_prob(vec_trace.nodes[n]["value"]),
-            num_samples,
-            mpn,
-            batch[n],
-        )
-        for n in latent + observed
-    }
+    draws, _ = guide_draws(result, num_samples, args, kwargs)
+    run = run_model(result, draws, num_samples, args, kwargs, "to_inference_data")
+    values = {n: v[None].detach().cpu().numpy() for n, v in run.values.items()}
+    log_prob = {n: run.log_probs[n][None].detach().cpu().numpy() for n in latent + observed}
     lp = sum(v.reshape(num_samples, -1).sum(-1) for v in log_prob.values())
 
     def group(values: dict, names: list[str], per_obs: bool = False, **kw: Any):
         if not names:
             return None
-        data = {
-            n: values[n] if per_obs else _per_draw(values[n], num_samples, mpn, shapes[n])
-            for n in names
-        }
+        data = {n: values[n] for n in names}
         group_dims = {n: site_dims[n][: len(batch[n])] if per_obs else site_dims[n] for n in names}
         return az.dict_to_dataset(data, coords=coords, dims=group_dims, library=pyro, **kw)
 
@@ -245,8 +198,8 @@ def to_inference_data(
         **{
             k: v
             for k, v in {
-                "posterior": group(posterior, latent + deterministic),
-                "posterior_predictive": group(predictive, observed),
+                "posterior": group(values, latent + deterministic),
+                "posterior_predictive": group(values, observed),
                 "log_likelihood": group(log_prob, observed, per_obs=True),
                 "sample_stats": az.dict_to_dataset({"lp": np.asarray(lp)[None]}, library=pyro),
                 "observed_data": az.dict_to_dataset(
