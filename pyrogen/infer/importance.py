@@ -202,8 +202,10 @@ def particle_traces(
     num_particles: int,
     max_plate_nesting: int,
     detached_model: bool = False,
+    vectorized: bool = True,
 ):
-    """Guide and model traces with ``num_particles`` particles in one outer plate.
+    """Guide and model traces with ``num_particles`` particles in one outer plate
+    (``vectorized=False``: one particle, no extra plate, for programs that cannot broadcast).
 
     :returns: ``(model_trace, guide_trace, detached_model_trace or None, layout)``, log-probs
         computed, subsample sites pruned. ``detached_model`` also replays the model on the
@@ -212,7 +214,12 @@ def particle_traces(
     dim = -(max_plate_nesting + 1)
 
     def particles(fn):
+        if not vectorized:
+            return fn
         return pyro.plate(PARTICLE_PLATE, num_particles, dim=dim)(fn)
+
+    if not vectorized and num_particles != 1:
+        raise ValueError(f"Unvectorized traces hold one particle, got {num_particles}.")
 
     model, guide = particles(model), particles(guide)
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -275,6 +282,7 @@ def log_importance_weights(
     num_samples: int = 1,
     max_plate_nesting: int | None = None,
     per_example: bool | None = None,
+    vectorized: bool = True,
     **kwargs: Any,
 ) -> LogWeights:
     r"""Log importance weights :math:`\log p(x, z_k) - \log q(z_k \mid x)`, :math:`z_k \sim q`.
@@ -306,6 +314,9 @@ def log_importance_weights(
     :param per_example: ``None`` (default): shape ``(K, B)`` when every site lies in one plate
         at dim -1, else ``(K,)``. ``True``: ``(K, B)`` or a ValueError naming the sites outside
         the data plate. ``False``: always ``(K,)`` (per-example weights summed over examples).
+    :param vectorized: draw the particles at once in an outer plate (default), or one at a time
+        without it, for programs that do not broadcast over a batch dimension on the left
+        (e.g. ``X @ w``).
     :param kwargs: keyword arguments of the model and guide.
     :returns: :class:`LogWeights` ``(log_weights, scale)``; ``scale`` is the sites' common
         scale :math:`s` (``None`` if they differ), and
@@ -316,8 +327,21 @@ def log_importance_weights(
         raise ValueError(f"Expected num_samples to be an integer >= 1, but got {num_samples!r}")
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, *args, **kwargs)
+    if not vectorized:
+        parts = [
+            _log_weights(model, guide, args, kwargs, 1, max_plate_nesting, per_example, False)
+            for _ in range(num_samples)
+        ]
+        scales = {p.scale for p in parts}
+        return LogWeights(torch.cat([p.log_weights for p in parts]), scales.pop())
+    return _log_weights(model, guide, args, kwargs, num_samples, max_plate_nesting, per_example)
+
+
+def _log_weights(
+    model, guide, args, kwargs, num_samples, max_plate_nesting, per_example, vectorized=True
+) -> LogWeights:
     model_trace, guide_trace, _, layout = particle_traces(
-        model, guide, args, kwargs, num_samples, int(max_plate_nesting)
+        model, guide, args, kwargs, num_samples, int(max_plate_nesting), vectorized=vectorized
     )
     if per_example:
         layout.require_per_example()

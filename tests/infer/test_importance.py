@@ -158,3 +158,15 @@ def test_guessing_the_plate_nesting_leaves_the_random_stream_alone():
     before = torch.get_rng_state()
     assert guess_max_plate_nesting(model, guide, ALL) == 1
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_one_particle_at_a_time_gives_the_same_weights():
+    """``vectorized=False`` (for programs that cannot broadcast over a particle dim) runs the
+    guide and the model once per particle, without the outer plate."""
+    torch.manual_seed(0)
+    loop = log_importance_weights(model, guide, ALL, num_samples=3, vectorized=False)
+    torch.manual_seed(0)
+    vec = log_importance_weights(model, guide, ALL, num_samples=3)
+    assert loop.log_weights.shape == vec.log_weights.shape == (3, N)
+    assert torch.allclose(loop.log_weights, log_evidence(ALL).expand(3, N), atol=1e-5)
+    assert loop.scale == vec.scale == 1.0

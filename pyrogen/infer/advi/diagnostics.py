@@ -32,10 +32,12 @@ import torch
 from pyrogen.infer.advi._trace import (
     VariationalFit,
     _model_trace,
+    _on,
     _site_names,
     guide_draws,
     run_model,
 )
+from pyrogen.infer.importance import log_importance_weights as importance_weights
 
 if TYPE_CHECKING:
     import arviz
@@ -68,9 +70,10 @@ def log_importance_weights(
 ) -> torch.Tensor:
     r"""Log importance ratios :math:`\log p(x, z^{(s)}) - \log q(z^{(s)})`, :math:`z^{(s)} \sim q`.
 
-    Draws from the guide (vectorized, chunks of 1000); the model's log joint (sites scaled and
-    masked as in Pyro's ELBO) vectorized over them when the model allows, else one run per draw
-    (see ``result.vectorize``).
+    Computed by :func:`pyrogen.infer.importance.log_importance_weights` (the one weight function
+    of pyrogen; sites scaled and masked as in Pyro's ELBO): particles vectorized in chunks of
+    1000 when the model allows it, else one guide and model run per draw (see
+    ``result.vectorize``).
 
     :param result: a fit returned by :func:`pyrogen.infer.fit`.
     :param args: model arguments (default: those of the fit).
@@ -80,14 +83,37 @@ def log_importance_weights(
     """
     if not args and not kwargs:
         args, kwargs = result.args, result.kwargs
+    what = "psis_khat / log_importance_weights"
+    with torch.random.fork_rng(devices=[]):  # which path the model allows (warned once)
+        probe, _ = guide_draws(result, 2, args, kwargs)
+        looped = run_model(result, probe, 2, args, kwargs, what).path == "looped"
     chunks, left = [], num_samples
-    while left > 0:
-        size = min(left, 1000)
-        draws, log_q = guide_draws(result, size, args, kwargs)
-        run = run_model(result, draws, size, args, kwargs, "psis_khat / log_importance_weights")
-        chunks.append(run.log_joint - log_q)
-        left -= size
+    with result.param_scope(), _on(getattr(result, "device", None)), torch.no_grad():
+        while left > 0:
+            size = min(left, 1000)
+            chunks.append(_joint_log_weights(result, size, not looped, args, kwargs))
+            left -= size
     return torch.cat(chunks)
+
+
+def _joint_log_weights(result, size: int, vectorized: bool, args: tuple, kwargs: dict):
+    """``size`` joint log weights from THE importance-weight function (all sites summed; the
+    sites' shared scale applied, as Pyro's ELBO applies it)."""
+    log_w, scale = importance_weights(
+        result.model,
+        result.guide,
+        *args,
+        num_samples=size,
+        per_example=False,
+        vectorized=vectorized,
+        **kwargs,
+    )
+    if scale is None:
+        raise NotImplementedError(
+            "psis_khat / log_importance_weights need every site to share one scale (no"
+            " poutine.scale or subsampling on part of the model)."
+        )
+    return scale * log_w.reshape(size)
 
 
 def psis_khat(result: VariationalFit, *args: Any, num_samples: int = 1000, **kwargs: Any) -> float:
