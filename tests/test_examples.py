@@ -75,7 +75,7 @@ def _check_mode_collapse(out: str) -> None:
 def _check_gaussian_mixture(out: str) -> None:
     rows = {
         m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)))
-        for m in re.finditer(r"^(\S+)\s+([-\d.]+)\s+([\d.]+)\s+([\d.e+-]+)$", out, re.M)
+        for m in re.finditer(r"^(\S+)\s+([-\d.]+)\s+([\d.]+)\s+([\d.e+-]+)\s+\S+$", out, re.M)
     }
     assert set(rows) == {"enumerated", "auto+decaying_avg", "auto+loo", "score+decaying_avg"}
     truth = _number(r"log p\(x \| true means\) = ([-\d.]+)", out)

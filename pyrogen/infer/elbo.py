@@ -15,8 +15,11 @@ Two unbiased estimators of :math:`\nabla_\nu \text{ELBO}`:
 ``estimator="reparam"`` uses :class:`~pyro.infer.Trace_ELBO` (or
 :class:`~pyro.infer.TraceMeanField_ELBO` with ``kl="analytic"``) and refuses guides that cannot
 be reparameterized; ``"score"`` wraps the guide in :func:`~pyrogen.infer.score.score_function`
-and uses :class:`~pyro.infer.TraceGraph_ELBO` (Rao-Blackwellized, with Pyro's decaying-average or
-neural baselines) or the leave-one-out baseline of [4]; ``"auto"`` is Pyro's own choice per site.
+(every site, or only ``sites=``) and uses :class:`~pyro.infer.TraceGraph_ELBO` (Rao-Blackwellized,
+with Pyro's decaying-average or neural baselines) or the leave-one-out baseline of [4];
+``"auto"`` is Pyro's own choice per site (pathwise where the site has ``rsample``), and with a
+baseline attaches it only at the score-function sites
+(:func:`~pyrogen.infer.score.with_baseline`), as mixed discrete/continuous guides need.
 :func:`get_objective` maps the names used by the command line to configured losses.
 
 References
@@ -170,25 +173,31 @@ class ELBO(_PyroELBO):
 
     :param str estimator: ``"reparam"`` (pathwise gradient; error if a guide site has no
         ``rsample``) [1], ``"score"`` (score-function gradient at every guide site, even
-        reparameterizable ones) [2], or ``"auto"`` (reparameterize where possible, as Pyro does).
+        reparameterizable ones, or only at ``sites``) [2], or ``"auto"`` (reparameterize where
+        possible, as Pyro does; a baseline then acts only at the sites without ``rsample``).
     :param str kl: ``"analytic"`` (closed-form KL where registered, via
         :class:`~pyro.infer.TraceMeanField_ELBO`; needs a mean-field reparameterized guide) or
         ``"mc"`` (Monte Carlo estimate of :math:`\log p(z) - \log q(z)`).
     :param int num_particles: samples per step (:math:`\ge 1`).
-    :param baseline: variance reduction for ``estimator="score"``: ``None``,
-        ``"decaying_avg"`` (Pyro's per-site moving average of the downstream cost [3]),
-        ``"neural"`` (Pyro's neural baseline [3], an MLP on the guide's first argument unless
-        ``baseline_net`` is given, trained jointly by minimizing its squared error), or ``"loo"``
-        (leave-one-out average of the other particles' costs [4]; needs ``num_particles >= 2``).
+    :param baseline: variance reduction at the score-function sites (``"score"`` or ``"auto"``;
+        each site's cost is its downstream cost per element of its plates, i.e. per datum for a
+        local site): ``None``, ``"decaying_avg"`` (Pyro's per-site moving average of that cost
+        [3]), ``"neural"`` (Pyro's neural baseline [3], by default an MLP on one datum, a row of
+        the guide's first argument, so any batch size works; trained jointly by minimizing its
+        squared error), or ``"loo"`` (mean cost of the other particles [4]; needs
+        ``num_particles >= 2``; particles are vectorized).
+    :param sites: with ``estimator="score"``, the only sites forced to the score function (the
+        others keep Pyro's choice); ``None`` for every site.
     :param float baseline_beta: decay of the ``"decaying_avg"`` baseline, in ``[0, 1)``.
     :param baseline_net: module mapping the guide's first argument to the baseline (for
         ``"neural"``); it is fed in its own dtype and its output is broadcast to each
-        site's batch shape.
+        site's batch shape (one value per datum is summed at a site outside the data plate).
     :param max_plate_nesting: as in :class:`~pyro.infer.ELBO`.
     :param bool vectorize_particles: as in :class:`~pyro.infer.ELBO` (``"loo"`` always
         vectorizes).
 
     >>> elbo = ELBO(estimator="score", baseline="decaying_avg", num_particles=4)
+    >>> mixed = ELBO(estimator="auto", baseline="loo", num_particles=4)  # e.g. mixture models
 
     References
 
