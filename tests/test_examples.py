@@ -19,6 +19,7 @@ EXAMPLES = [
     "wasserstein_example.py --smoke-test",
     "optimal_discriminator.py --smoke-test",
     "mode_collapse.py --smoke-test",
+    "gaussian_mixture.py --smoke-test",
 ]
 
 
@@ -71,6 +72,20 @@ def _check_mode_collapse(out: str) -> None:
     assert len(rows) == 5, out[-2000:]
 
 
+def _check_gaussian_mixture(out: str) -> None:
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+        for m in re.finditer(r"^(\S+)\s+([-\d.]+)\s+([\d.]+)\s+([\d.e+-]+)\s+\S+$", out, re.M)
+    }
+    assert set(rows) == {"enumerated", "auto+decaying_avg", "auto+loo", "score+decaying_avg"}
+    truth = _number(r"log p\(x \| true means\) = ([-\d.]+)", out)
+    for name in ("enumerated", "auto+decaying_avg", "auto+loo"):
+        log_p, accuracy, _ = rows[name]
+        assert abs(log_p - truth) < 5 and accuracy > 0.95, (name, rows[name], truth)
+    # the pathwise gradient of the means beats the score function forced on them
+    assert rows["auto+loo"][2] < rows["score+decaying_avg"][2]
+
+
 #: What each example must print (beyond exiting 0).
 CHECKS = {
     "vae.py": _check_vae,
@@ -80,6 +95,7 @@ CHECKS = {
     "advi_regression.py": _check_advi_regression,
     "advi_eight_schools.py": _check_eight_schools,
     "mode_collapse.py": _check_mode_collapse,
+    "gaussian_mixture.py": _check_gaussian_mixture,
 }
 
 

@@ -143,6 +143,23 @@ def _path_log_q(guide_trace, layout: WeightLayout) -> torch.Tensor:
     return total
 
 
+def _refuse_subsampled_globals(guide_trace, layout: WeightLayout) -> None:
+    r"""With a global latent :math:`\beta` the importance weight is joint,
+    :math:`w_k = p(\beta_k) \prod_{i=1}^N p(x_i, z_{ki} \mid \beta_k) / q(\beta_k, z_k)`, and
+    :math:`\log \frac1K \sum_k w_k` is not a sum over data: no mini-batch of it is unbiased
+    for the full-data bound (nor is it any scaling of the mini-batch's own bound)."""
+    if layout.shared_scale:
+        return
+    globals_ = [name for name in layout.outside if name in sample_sites(guide_trace)]
+    raise ValueError(
+        f"The importance-weighted bound with global latent sites {globals_ or layout.outside} "
+        f"and a subsampled data plate (scales {layout.scales}) has no unbiased mini-batch "
+        "estimate: its log-sum-exp is over the joint weight of all the data. Use the full data "
+        "set (no subsample), or STL_ELBO / ELBO(num_particles=K), which scale each site by its "
+        "own factor, or move the global latents out of the guide (pyro.param point estimates)."
+    )
+
+
 class IWAE(_ParticleELBO):
     r"""Importance-weighted bound of Burda et al. [1] with a choice of gradient estimator.
 
@@ -165,7 +182,9 @@ class IWAE(_ParticleELBO):
     .. note:: Every guide site must be reparameterizable (``has_rsample``). STL and DReG are
         derived for guides whose sites are conditionally independent given the inputs (mean-field
         or amortized VAE guides); all sites must share one scale (``poutine.scale`` on a subset
-        of sites is not supported).
+        of sites is not supported). A global latent under a subsampled data plate is refused with
+        a ValueError: the joint log-sum-exp has no unbiased mini-batch estimate (use the full
+        batch or :class:`STL_ELBO`).
 
     >>> import pyro, torch, pyro.distributions as dist
     >>> def model(x):
@@ -207,6 +226,7 @@ class IWAE(_ParticleELBO):
             model, guide, args, kwargs, detached_model=dreg
         )
         check_guide_sites(model_trace, guide_trace, require_reparam=True)
+        _refuse_subsampled_globals(guide_trace, layout)
         scale = layout.scale
         log_w = log_weights_of(model_trace, guide_trace, layout, self.num_particles)
         elbo = scale * log_mean_weight(log_w).sum()

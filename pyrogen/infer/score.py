@@ -96,6 +96,10 @@ def _expanded_call(net: Callable, shape: torch.Size, inputs: torch.Tensor) -> to
         out = out.squeeze(-1)
     if out.shape == shape:
         return out
+    if out.dim() == 1 and out.shape[0] > 1 and (not shape or shape[-1] == 1):
+        # one value per datum at a site outside the data plate (a global latent, whose
+        # downstream cost sums over the data): its baseline is the sum over the data
+        out = out.sum()
     try:
         return out.expand(shape)
     except RuntimeError as err:
@@ -144,6 +148,9 @@ class ScoreFunctionMessenger(Messenger):
 
     :param sites: names of the sites to affect; ``None`` (default) for every sample site.
     :param baseline: Pyro baseline options for the affected sites, or ``None``.
+    :param force: ``True`` (default) hides ``rsample`` at the affected sites; ``False`` leaves
+        distributions alone and attaches ``baseline`` only at sites without ``rsample`` (see
+        :func:`with_baseline`).
 
     References
 
@@ -168,6 +175,8 @@ class ScoreFunctionMessenger(Messenger):
         self,
         sites: Collection[str] | None = None,
         baseline: dict[str, Any] | None = None,
+        *,
+        force: bool = True,
     ) -> None:
         if sites is not None:
             if isinstance(sites, str) or not all(isinstance(s, str) for s in sites):
@@ -190,6 +199,7 @@ class ScoreFunctionMessenger(Messenger):
         super().__init__()
         self.sites = sites
         self.baseline = baseline
+        self.force = force
 
     def _pyro_sample(self, msg) -> None:
         if msg["is_observed"] or site_is_subsample(msg):
@@ -197,7 +207,10 @@ class ScoreFunctionMessenger(Messenger):
         if self.sites is not None and msg["name"] not in self.sites:
             return
         fn = msg["fn"]
-        if not isinstance(fn, _NonReparameterized):
+        if not self.force:
+            if getattr(fn, "has_rsample", False):
+                return  # reparameterized: no score term, so no baseline
+        elif not isinstance(fn, _NonReparameterized):
             msg["fn"] = _NonReparameterized(fn)
         if self.baseline is not None and "baseline" not in msg["infer"]:
             # Filled in by _pyro_post_sample, once enclosing plates have broadcast msg["fn"].
@@ -237,4 +250,25 @@ def score_function(
         return msngr
     if not callable(fn):
         raise ValueError(f"Expected a callable model or guide, but got {type(fn).__name__}")
+    return functools.update_wrapper(msngr(fn), fn, updated=())
+
+
+def with_baseline(fn: Callable, baseline: dict[str, Any]) -> Callable:
+    r"""``fn`` with Pyro baseline options ``baseline`` (see :class:`ScoreFunctionMessenger`)
+    attached only at its sample sites that have no ``rsample`` (e.g. ``Categorical``), the sites
+    where Pyro uses the score function anyway; distributions are left unchanged, so
+    reparameterizable sites keep the pathwise gradient. Read by
+    :class:`~pyro.infer.TraceGraph_ELBO`.
+
+    >>> import pyro, torch, pyro.distributions as dist
+    >>> def guide():
+    ...     pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...     pyro.sample("c", dist.Categorical(torch.ones(2)))
+    >>> tr = pyro.poutine.trace(with_baseline(guide, {"baseline_value": 0.0})).get_trace()
+    >>> "baseline" in tr.nodes["z"]["infer"], "baseline" in tr.nodes["c"]["infer"]
+    (False, True)
+    """
+    if not callable(fn):
+        raise ValueError(f"Expected a callable model or guide, but got {type(fn).__name__}")
+    msngr = ScoreFunctionMessenger(baseline=baseline, force=False)
     return functools.update_wrapper(msngr(fn), fn, updated=())

@@ -111,7 +111,9 @@ def test_elbo_picks_pyro_loss_per_configuration():
         assert not_cls is None or not isinstance(inner, not_cls), kwargs
         assert (inner.num_particles, inner.max_plate_nesting) == (3, 2)
     loo = ELBO(estimator="score", baseline="loo", num_particles=3, max_plate_nesting=2)._elbo
-    assert (loo.num_particles, loo.max_plate_nesting) == (3, 2)
+    # vectorized TraceGraph_ELBO: Pyro adds the particle plate's dim to max_plate_nesting
+    assert isinstance(loo, TraceGraph_ELBO) and loo.vectorize_particles
+    assert (loo.num_particles, loo.max_plate_nesting) == (3, 3)
 
 
 def test_analytic_kl_refuses_a_non_reparameterizable_guide():
@@ -280,8 +282,9 @@ def test_neural_baseline_casts_integer_inputs():
 
 
 def test_neural_baseline_with_a_one_dimensional_input_and_a_user_network():
-    """A 1-D first argument (features of one example, one global latent) gets a scalar
-    baseline; a user network in another dtype is fed in its own dtype."""
+    """A 1-D first argument is a batch of scalar data: the default network takes one datum
+    (in_features 1) and, at a global site, its per-datum values are summed to one baseline; a
+    user network in another dtype is fed in its own dtype."""
     x = torch.tensor([0.5, -1.0, 2.0])
 
     def model(x):
@@ -293,7 +296,7 @@ def test_neural_baseline_with_a_one_dimensional_input_and_a_user_network():
 
     elbo = ELBO(estimator="score", baseline="neural")
     elbo.loss_and_grads(model, guide, x)
-    assert elbo.baseline_net.net[0].in_features == 3 and elbo.baseline_net(x).shape == ()
+    assert elbo.baseline_net.net[0].in_features == 1 and elbo.baseline_net(x).shape == (3,)
     net = torch.nn.Linear(3, 1).double()
     user = ELBO(estimator="score", baseline="neural", baseline_net=net)
     user.loss_and_grads(model, guide, x)

@@ -209,7 +209,7 @@ def test_iwae_rejects_non_reparameterized_guides_and_mixed_scales():
     def global_guide(idx):
         pyro.sample("mu", dist.Normal(0.0, 1.0))
 
-    with pytest.raises(NotImplementedError, match="share one scale"):
+    with pytest.raises(ValueError, match=r"global latent sites \['mu'\].*STL_ELBO"):
         IWAE(3).loss(global_model, global_guide, torch.tensor([0, 1]))
     # without subsampling, global latents are fine: the bound is over the whole log joint
     post = dist.Normal(X[:, 0].sum() / (N + 1), (1.0 / (N + 1)) ** 0.5)
