@@ -258,6 +258,27 @@ def test_several_validation_tensors_reach_the_model_and_guide():
         Validation(x, y[:5])
 
 
+def test_training_and_validation_on_two_tensors_end_to_end():
+    """Trainer.fit(x, y) with Validation(x_val, y_val): the validation ELBO of the conditional
+    model is the exact ELBO of the shifted data, recorded every 2 steps."""
+
+    def cmodel(x, y):
+        model(x - y.unsqueeze(-1))
+
+    def cguide(x, y):
+        guide(x - y.unsqueeze(-1))
+
+    pyro.clear_param_store()
+    x, y = data(40, 0.0, 1), torch.linspace(-1, 1, 40)
+    xv, yv = data(30, 0.0, 2), torch.linspace(-2, 2, 30)
+    val = Validation(xv, yv, every=2, num_samples=4000)
+    step = SVIStep(cmodel, cguide, lr=0.05)
+    history = Trainer(step, batch_size=10, steps=6, progress=False, callbacks=[val]).fit(x, y)
+    values = history.column("val_elbo")
+    assert len(values) == 3
+    assert values[-1] == pytest.approx(exact_elbo(xv - yv.unsqueeze(-1)), abs=0.05)
+
+
 class SendSignal(Callback):
     def __init__(self, at):
         self.at = at
