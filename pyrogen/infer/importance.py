@@ -32,6 +32,7 @@ References
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -104,6 +105,11 @@ def _site_scale(site) -> float:
     return float(scale)
 
 
+class PerExampleError(ValueError):
+    """Per-example weights were asked for, but the program's sites do not factorize over
+    examples (a site outside the data plate)."""
+
+
 class WeightLayout:
     """How per-site log-densities reduce to per-particle (and per-example) log weights.
 
@@ -152,7 +158,7 @@ class WeightLayout:
             why = f"the sites lie in different plates at dim -1: {self.plates}"
         else:
             why = "the model has no plate at dim -1"
-        raise ValueError(
+        raise PerExampleError(
             f"Per-example importance weights need every sample site of the model and guide "
             f"inside one data plate at dim -1, but {why}. Put every sample statement under "
             "`with pyro.plate('data', len(x), dim=-1):`; global latents have no per-example "
@@ -282,7 +288,7 @@ def log_importance_weights(
     num_samples: int = 1,
     max_plate_nesting: int | None = None,
     per_example: bool | None = None,
-    vectorized: bool = True,
+    vectorized: bool | None = None,
     **kwargs: Any,
 ) -> LogWeights:
     r"""Log importance weights :math:`\log p(x, z_k) - \log q(z_k \mid x)`, :math:`z_k \sim q`.
@@ -314,9 +320,10 @@ def log_importance_weights(
     :param per_example: ``None`` (default): shape ``(K, B)`` when every site lies in one plate
         at dim -1, else ``(K,)``. ``True``: ``(K, B)`` or a ValueError naming the sites outside
         the data plate. ``False``: always ``(K,)`` (per-example weights summed over examples).
-    :param vectorized: draw the particles at once in an outer plate (default), or one at a time
-        without it, for programs that do not broadcast over a batch dimension on the left
-        (e.g. ``X @ w``).
+    :param vectorized: ``True``: draw the particles at once in an outer plate; ``False``: one at
+        a time without it, for programs that do not broadcast over a batch dimension on the left
+        (e.g. ``X @ w``, ``torch.cat([z, y], -1)``); ``None`` (default): vectorized, and one at a
+        time with a warning if the program fails under the outer plate.
     :param kwargs: keyword arguments of the model and guide.
     :returns: :class:`LogWeights` ``(log_weights, scale)``; ``scale`` is the sites' common
         scale :math:`s` (``None`` if they differ), and
@@ -327,6 +334,24 @@ def log_importance_weights(
         raise ValueError(f"Expected num_samples to be an integer >= 1, but got {num_samples!r}")
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, *args, **kwargs)
+    if vectorized is None:
+        try:
+            return _log_weights(
+                model, guide, args, kwargs, num_samples, max_plate_nesting, per_example
+            )
+        except PerExampleError:
+            raise
+        except (RuntimeError, ValueError, IndexError) as err:
+            warnings.warn(
+                "The program fails when its particles are drawn at once in an outer plate, so"
+                " importance weights are computed one particle at a time (same numbers, slower)."
+                " To vectorize, let values broadcast from the right, e.g. torch.cat([z,"
+                f" y.expand(z.shape[:-1] + y.shape[-1:])], -1). ({type(err).__name__}:"
+                f" {str(err).splitlines()[0][:200]})",
+                UserWarning,
+                stacklevel=2,
+            )
+            vectorized = False
     if not vectorized:
         parts = [
             _log_weights(model, guide, args, kwargs, 1, max_plate_nesting, per_example, False)

@@ -170,3 +170,21 @@ def test_one_particle_at_a_time_gives_the_same_weights():
     assert loop.log_weights.shape == vec.log_weights.shape == (3, N)
     assert torch.allclose(loop.log_weights, log_evidence(ALL).expand(3, N), atol=1e-5)
     assert loop.scale == vec.scale == 1.0
+
+
+def test_a_program_that_cannot_broadcast_falls_back_to_one_particle_at_a_time():
+    """``torch.cat([z, x], -1)`` fails under the particle plate; the default path says so once
+    and computes the same weights particle by particle."""
+
+    def cat_model(idx):
+        b = pyro.param("b", torch.tensor(B))
+        with pyro.plate("data", N, subsample=idx):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            both = torch.cat([z.unsqueeze(-1), X[idx].unsqueeze(-1)], -1)  # (B, 2): no particles
+            pyro.sample("x", dist.Normal(both[..., 0] + b, 1.0), obs=both[..., 1])
+
+    with pytest.raises(RuntimeError):
+        log_importance_weights(cat_model, guide, ALL, num_samples=3, vectorized=True)
+    with pytest.warns(UserWarning, match="one particle at a time"):
+        log_w, _ = log_importance_weights(cat_model, guide, ALL, num_samples=3)
+    assert torch.allclose(log_w, log_evidence(ALL).expand(3, N), atol=1e-5)
