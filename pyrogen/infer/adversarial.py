@@ -60,11 +60,12 @@ from torch import nn
 
 
 def _site_names(trace: poutine.Trace) -> list[str]:
-    """Names of the sample and param sites of a trace (plates' subsample sites excluded)."""
+    """Names of the sample sites of a trace (plates' subsample sites excluded): the places a
+    loss can read a generated example from (not the weights a PyroModule registers)."""
     return [
         name
         for name, site in trace.nodes.items()
-        if site["type"] in ("sample", "param") and not site_is_subsample(site)
+        if site["type"] == "sample" and not site_is_subsample(site)
     ]
 
 

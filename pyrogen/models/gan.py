@@ -31,6 +31,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
+from pyro.nn.module import to_pyro_module_
 
 from pyrogen.nn.adversarial import GeneratorNet
 
@@ -72,6 +73,7 @@ class Generator(PyroModule):
             site,
         )
         self.net = GeneratorNet(latent_dim, data_dim, hidden, num_classes, output, activation)
+        to_pyro_module_(self.net)  # PyroModules all the way down: Pyro's SVI sees every weight
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 
     def model(self, n: int, y: torch.Tensor | None = None) -> torch.Tensor:

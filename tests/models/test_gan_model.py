@@ -1,3 +1,5 @@
+import pyro
+import pyro.optim
 import pyro.poutine as poutine
 import pytest
 import torch
@@ -81,3 +83,24 @@ def test_generator_on_cuda():
     gen = Generator(latent_dim=2, data_dim=2, hidden=(8,)).cuda()
     trace = poutine.trace(gen.model).get_trace(4)
     assert trace.nodes["z"]["value"].is_cuda and trace.nodes["x"]["value"].is_cuda
+
+
+@pytest.mark.parametrize("loss", ["gan", "nsgan", "wgan", "wgan-gp", "hinge"])
+def test_pyro_svi_with_a_generator_loss_trains_every_generator_tensor(loss):
+    """The generator is PyroModules all the way down: Pyro's SVI finds its weights by tracing
+    (a plain nn.Module inside would leave the param store empty and nothing would train)."""
+    from pyro.infer import SVI
+
+    from pyrogen.infer import adversarial_loss
+
+    gen, critic = Generator(2, 2, (16, 16)), Critic(2, (16,))
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in critic.state_dict().items()}
+    svi = SVI(
+        gen.model, lambda n: None, pyro.optim.Adam({"lr": 0.01}), adversarial_loss(loss, critic)
+    )
+    for _ in range(2):
+        svi.step(32)
+    changed = {k for k, v in gen.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == set(before)  # all 6 tensors of the generator
+    assert all(torch.equal(critic_before[k], v) for k, v in critic.state_dict().items())
