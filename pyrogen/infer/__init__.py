@@ -13,6 +13,7 @@ from pyrogen.infer.adversarial import (
     gradient_penalty,
 )
 from pyrogen.infer.advi import ADVIResult, ConvergenceWarning, fit
+from pyrogen.infer.compose import WeightedLoss
 from pyrogen.infer.elbo import ELBO, OBJECTIVES, get_objective
 from pyrogen.infer.importance import LogWeights, log_importance_weights
 from pyrogen.infer.iwae import IWAE, STL_ELBO
@@ -36,6 +37,7 @@ __all__: list[str] = [
     "MinimaxGAN",
     "NonSaturatingGAN",
     "ScoreFunctionMessenger",
+    "WeightedLoss",
     "adversarial_loss",
     "clip_weights_",
     "fit",

@@ -34,8 +34,12 @@ Every loss follows Pyro's custom-loss signature, so its generator part can be ad
 
 The model is run as ``model(*args, **kwargs)`` (``model(len(real))`` when no args are given),
 replayed against ``guide(*args, **kwargs)`` when a guide is given; the site is looked up in the
-model's trace, then in the guide's. A keyword ``y=`` is also passed to the critic as
-``critic(x, y)`` (conditional GANs: real and generated examples share the labels).
+model's trace, then in the guide's. The site must hold a *generated* value: a latent sample site
+or a ``pyro.deterministic`` site. An observed site (``pyro.sample("x", d, obs=x)``) holds the
+data, so the losses refuse it with a ``ValueError``; record the decoded example with
+``pyro.deterministic("x_rec", decoded)`` and use ``site="x_rec"`` (VAE-GAN). A keyword ``y=``
+is also passed to the critic as ``critic(x, y)`` (conditional GANs: real and generated examples
+share the labels).
 
 References:
   1. Generative Adversarial Nets, I. Goodfellow, J. Pouget-Abadie, M. Mirza, B. Xu,
@@ -69,6 +73,18 @@ def _site_names(trace: poutine.Trace) -> list[str]:
     ]
 
 
+def _check_not_observed(name: str, node: dict) -> None:
+    """Refuse an observed sample site: its value is the data, not a generated example."""
+    observed = node["type"] == "sample" and node.get("is_observed", False)
+    if observed and not node.get("infer", {}).get("_deterministic", False):
+        raise ValueError(
+            f"Site {name!r} is observed: its value is the real data, so the adversarial loss would"
+            " score the data and give the model's parameters no gradient. Emit the generated"
+            " example at a pyro.deterministic site, e.g. pyro.deterministic('x_rec', decoded),"
+            " and point the loss at site='x_rec'."
+        )
+
+
 def _site_value(model: Callable, guide: Callable | None, site: str, args, kwargs) -> torch.Tensor:
     """Run ``model`` (replayed on ``guide``'s trace) and return the value at ``site``."""
     guide_trace = None
@@ -78,7 +94,9 @@ def _site_value(model: Callable, guide: Callable | None, site: str, args, kwargs
     model_trace = poutine.trace(model).get_trace(*args, **kwargs)
     for trace in (model_trace, guide_trace):
         if trace is not None and site in trace.nodes:
-            return trace.nodes[site]["value"]
+            node = trace.nodes[site]
+            _check_not_observed(site, node)
+            return node["value"]
     existing = _site_names(model_trace)
     if guide_trace is not None:
         existing += [n for n in _site_names(guide_trace) if n not in existing]
@@ -128,7 +146,9 @@ class AdversarialLoss:
 
     :param critic: ``nn.Module`` (or callable) with ``critic(x) -> (batch,)`` scores, or
         ``critic(x, y)`` for conditional models.
-    :param site: name of the model's site holding the generated example.
+    :param site: name of the model's site holding the generated example: a latent sample site
+        or a ``pyro.deterministic`` site. An observed site holds the data and raises a
+        ``ValueError`` when the loss is evaluated.
     """
 
     #: Short name used by :func:`adversarial_loss` and the CLI.

@@ -567,3 +567,43 @@ def test_linear_lr_decay_follows_the_schedule():
         AdversarialStep(gen, critic, "nsgan", lr_decay=1.5, total_steps=8)
     with pytest.raises(ValueError, match="EMA"):
         AdversarialStep(gen, critic, "nsgan", ema=1.0)
+
+
+# -- site semantics: observed sites are refused ----------------------------------------------------
+
+
+def _user_vae(decoder):
+    """A user's VAE-like program: observed "x", generated mean recorded at "x_rec"."""
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            mean = pyro.deterministic("x_rec", decoder(z), event_dim=1)
+            pyro.sample("x", dist.Normal(mean, 1.0).to_event(1), obs=x)
+
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_observed_site_is_refused_naming_the_site_and_the_fix(name):
+    torch.manual_seed(0)
+    model, x = _user_vae(nn.Linear(2, 3)), torch.randn(4, 3)
+    loss = adversarial_loss(name, Linear([1.0, -1.0, 0.5]))  # default site="x": observed here
+    with pytest.raises(ValueError, match=r"Site 'x' is observed.*pyro\.deterministic.*x_rec"):
+        loss(model, None, x)
+    with pytest.raises(ValueError, match="Site 'x' is observed"):
+        loss.critic_loss(model, None, x, real=x)
+
+
+def test_deterministic_site_gives_the_decoder_gradients():
+    torch.manual_seed(0)
+    decoder = nn.Linear(2, 3)
+    model, x = _user_vae(decoder), torch.randn(4, 3)
+    loss = NonSaturatingGAN(Linear([1.0, -1.0, 0.5]), site="x_rec")
+    loss(model, None, x).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in decoder.parameters())
+    # and a conditioned latent site is refused too: its value is data, not generated
+    conditioned = poutine.condition(model, data={"z": torch.zeros(4, 2)})
+    with pytest.raises(ValueError, match="Site 'z' is observed"):
+        NonSaturatingGAN(Linear([1.0, -1.0]), site="z")(conditioned, None, x)
