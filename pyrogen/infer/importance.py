@@ -31,9 +31,10 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import pyro
@@ -180,12 +181,20 @@ class WeightLayout:
         return log_prob.sum(dims) if dims else log_prob
 
 
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Run a block without moving torch's random number generators (CPU and the current CUDA
+    device): seeded runs then draw the same numbers whether or not the block ran."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
 def guess_max_plate_nesting(model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> int:
     """Deepest vectorized plate of one run of ``guide`` and ``model`` replayed against it
     (hidden from outer handlers; the random number generators are left as they were, so a
     seeded evaluation draws the same particles whether or not the nesting was guessed)."""
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices), poutine.block(), torch.no_grad():
+    with rng_untouched(), poutine.block(), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs

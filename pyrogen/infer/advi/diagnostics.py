@@ -38,6 +38,7 @@ from pyrogen.infer.advi._trace import (
     run_model,
 )
 from pyrogen.infer.importance import log_importance_weights as importance_weights
+from pyrogen.infer.importance import rng_untouched
 
 if TYPE_CHECKING:
     import arviz
@@ -84,7 +85,7 @@ def log_importance_weights(
     if not args and not kwargs:
         args, kwargs = result.args, result.kwargs
     what = "psis_khat / log_importance_weights"
-    with torch.random.fork_rng(devices=[]):  # which path the model allows (warned once)
+    with rng_untouched():  # which path the model allows (warned once)
         probe, _ = guide_draws(result, 2, args, kwargs)
         looped = run_model(result, probe, 2, args, kwargs, what).path == "looped"
     chunks, left = [], num_samples

@@ -17,6 +17,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 
 from pyrogen._compat import pending_optim_state, pyro_module_prefix
+from pyrogen.infer.importance import rng_untouched
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
 
@@ -98,10 +99,6 @@ def _conflict_message(names: list[str]) -> str:
         " would train those instead. Call pyro.clear_param_store() before building this"
         " model, or give its step a private param store: SVIStep(..., param_scope=True)."
     )
-
-
-def _cuda_devices() -> list[int]:
-    return [torch.cuda.current_device()] if torch.cuda.is_available() else []
 
 
 def _clear_grads(params: Iterable[torch.Tensor]) -> None:
@@ -262,7 +259,7 @@ class SVIStep:
         with self.param_scope(), torch.no_grad(), poutine.block():
             guide_trace = poutine.trace(self.guide).get_trace(*batch)
             poutine.replay(self.model, trace=guide_trace)(*batch)
-            with torch.random.fork_rng(devices=_cuda_devices()):  # the loss's own parameters
+            with rng_untouched():  # the loss's own parameters
                 self.svi.evaluate_loss(*batch)  # (e.g. a neural baseline); draws left as they were
 
     def validate(self, *batch: Batch) -> None:
