@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         total_steps=args.steps,
         ema=ema or None,
     )
+    step.setup(dataset.train_x[:2].to(device))  # finds the generator's parameters (no RNG draws)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model_config = {

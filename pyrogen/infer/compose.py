@@ -28,7 +28,7 @@ import torch
 from pyro.infer import ELBO as _PyroELBO
 
 
-def _differentiable(term: Any) -> Callable[..., torch.Tensor]:
+def differentiable(term: Any) -> Callable[..., torch.Tensor]:
     """The function ``(model, guide, *args, **kwargs) -> tensor`` of one term."""
     if hasattr(term, "differentiable_loss"):
         return term.differentiable_loss
@@ -72,7 +72,7 @@ class WeightedLoss(_PyroELBO):
                 raise ValueError(f"Term {i}: the weight must be a number, got {weight!r}.")
             if not math.isfinite(weight):
                 raise ValueError(f"Term {i}: the weight must be finite, got {weight}.")
-            _differentiable(term)  # raises for terms that cannot be summed
+            differentiable(term)  # raises for terms that cannot be summed
             self.terms.append((float(weight), term))
 
     def differentiable_loss(self, model: Callable, guide: Callable | None, *args, **kwargs):
@@ -81,7 +81,7 @@ class WeightedLoss(_PyroELBO):
         total = torch.zeros(())
         for weight, term in self.terms:
             if weight != 0.0:
-                value = _differentiable(term)(model, guide, *args, **kwargs)
+                value = differentiable(term)(model, guide, *args, **kwargs)
                 total = total.to(value) + weight * value
         return total
 

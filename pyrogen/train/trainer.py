@@ -211,22 +211,12 @@ def _validate_data(data: _Data, first: tuple, step: TrainingStep, transform: Any
 
 
 def _call_step(fn: Callable, batches: list[tuple], per_step: int, all_batches: bool = True):
-    """``fn(*batch)`` for a one-batch step; ``fn(*batches)`` (one tensor each) for a step that
-    takes ``per_step`` > 1 batches (``all_batches=False``: one batch, for setup/validate)."""
+    """``fn(*batch)`` for a one-batch step; ``fn(*batches)`` for a step that takes ``per_step`` > 1
+    batches, each a tensor (data of one tensor) or a tuple of tensors (``all_batches=False``: one
+    batch as ``fn(*batch)``, for setup/validate)."""
     if per_step == 1 or not all_batches:
-        if per_step > 1 and len(batches[0]) > 1:
-            raise _multi_tensor_error(per_step, len(batches[0]))
         return fn(*batches[0])
-    if any(len(b) > 1 for b in batches):
-        raise _multi_tensor_error(per_step, len(batches[0]))
-    return fn(*(b[0] for b in batches))
-
-
-def _multi_tensor_error(per_step: int, num: int) -> ValueError:
-    return ValueError(
-        f"This step takes {per_step} batches per update (e.g. AdversarialStep's critic updates),"
-        f" each one tensor; the data have {num} tensors. Train it on one tensor: fit(x)."
-    )
+    return fn(*(b[0] if len(b) == 1 else tuple(b) for b in batches))
 
 
 def _autocast(amp: bool, device: torch.device) -> contextlib.AbstractContextManager:

@@ -383,6 +383,7 @@ def test_presets_match_papers():
     assert (gp.optim, gp.lr, gp.betas, gp.critic_steps) == ("adam", 1e-4, (0.0, 0.9), 5)
     step = AdversarialStep(Generator(2, 2, hidden=(8,)), Critic(2, hidden=(8,)), "wgan-gp")
     assert step.loss.penalty == 10.0 and step.batches_per_step == 6
+    step.setup(torch.randn(4, 2))  # the generator's parameters are found by tracing its program
     assert step.generator_optim.defaults["betas"] == (0.0, 0.9)
     assert step.critic_optim is not step.generator_optim
 
@@ -481,8 +482,8 @@ def test_constructor_validation():
         AdversarialStep(gen, critic, "gan", critic_steps=0)
     with pytest.raises(ValueError, match="lr"):
         AdversarialStep(gen, critic, "gan", lr=-1.0)
-    with pytest.raises(TypeError, match="model"):
-        AdversarialStep(nn.Linear(2, 2), critic)
+    with pytest.raises(TypeError, match="must be a Pyro program"):
+        AdversarialStep(object(), critic)
     with pytest.raises(ValueError, match="2 real batches"):
         AdversarialStep(gen, critic, "gan")(torch.randn(4, 2))
     with pytest.raises(ValueError, match="another critic"):
@@ -545,6 +546,7 @@ def test_generator_ema_is_the_hand_computed_average():
     for a, b in zip(other.ema_generator.parameters(), step.ema_generator.parameters()):
         assert torch.equal(a, b)
     plain = AdversarialStep(Generator(2, 2, (4,)), Critic(2, (4,)), "nsgan")
+    plain.setup(x)
     assert plain.sampler is plain.generator and "generator_ema" not in plain.state_dict()
     with pytest.raises(ValueError, match="generator_ema"):
         other.load_state_dict(plain.state_dict())

@@ -40,6 +40,7 @@ class UserGenerator(nn.Module):
         self.calls, self.bad_calls = 0, set()
 
     def model(self, n):
+        pyro.module("user_generator", self)  # Pyro-visible, as a Pyro user writes it
         self.calls += 1  # one call per critic update, then one for the generator update
         with pyro.plate("data", n):
             z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
@@ -59,7 +60,9 @@ def _step(loss="hinge", **kwargs):
         "total_steps": 4,
         **kwargs,
     }
-    return AdversarialStep(UserGenerator(), UserCritic(), loss, **kwargs)
+    step = AdversarialStep(UserGenerator(), UserCritic(), loss, **kwargs)
+    step.setup(torch.randn(16, 2))  # finds the generator's parameters by tracing its program
+    return step
 
 
 def _batches(step, bad=None):
@@ -160,12 +163,14 @@ def test_gradient_hooks_run_before_the_check_on_the_updated_parameters():
 
 def test_trainer_skips_and_counts_a_failed_step_and_continues():
     step = _step("hinge", critic_steps=1, ema=None, lr_decay=0.0, total_steps=None)
-    step.generator.bad_calls = {4}  # step 2 fails at its generator update (model calls 3, 4)
+    # model calls: 1 = setup in _step, 2 = the Trainer's setup, then two per step: step 2 fails at
+    # its generator update (call 6)
+    step.generator.bad_calls = {6}
     data = torch.randn(64, 2)
     history = Trainer(step, batch_size=8, steps=4, progress=False, nonfinite="skip").fit(data)
     assert history.skipped == 1 and len(history) == 3 and step.num_steps == 3
     with pytest.raises(NonFiniteError, match="Step 1: Generator update"):
-        step.generator.calls, step.generator.bad_calls = 0, {2}
+        step.generator.calls, step.generator.bad_calls = 0, {3}  # setup, critic, generator
         Trainer(step, batch_size=8, steps=4, progress=False).fit(data)
 
 
@@ -174,10 +179,11 @@ def test_gradient_check_names_parameters_and_ignores_an_overflowing_sum():
     params = list(module.parameters())
     module.weight.grad = torch.full((2, 2), 3e38)  # finite, but the sum overflows to inf
     module.bias.grad = torch.zeros(2)
-    _check_gradients("critic", params, module)  # no error
+    names = {id(p): n for n, p in module.named_parameters()}
+    _check_gradients("critic", params, names)  # no error
     module.bias.grad[1] = float("-inf")
     with pytest.raises(NonFiniteError, match=r"critic parameter\(s\) \['bias'\]"):
-        _check_gradients("critic", params, module)
+        _check_gradients("critic", params, names)
 
 
 def _ddp_worker(rank, world_size, tmp):

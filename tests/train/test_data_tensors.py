@@ -18,6 +18,7 @@ from pyrogen.data.dataset import binarize_dynamic
 from pyrogen.evaluate import elbo
 from pyrogen.train import AdversarialStep, SVIStep, Trainer
 from pyrogen.train.checkpoint import list_checkpoints, load_checkpoint
+from pyrogen.train.trainer import epoch_order
 
 
 class CVAE(nn.Module):
@@ -197,14 +198,28 @@ def test_the_bernoulli_check_of_the_models_validate_still_runs():
         Trainer(SVIStep(vae.model, vae.guide), steps=1, progress=False).fit(torch.full((8, 4), 2.0))
 
 
-def test_adversarial_step_refuses_several_tensors_clearly():
+def test_adversarial_step_gets_every_tensor_of_each_batch():
     from pyrogen.models.gan import Generator
     from pyrogen.nn.adversarial import Critic
 
+    class LabelSpy(Critic):
+        def forward(self, x, y=None):
+            self.seen.append(y)
+            return super().forward(x, y)
+
     torch.manual_seed(0)
-    step = AdversarialStep(Generator(2, 2, (8,)), Critic(2, (8,)), critic_steps=2)
-    with pytest.raises(ValueError, match="each one tensor; the data have 2 tensors"):
-        Trainer(step, batch_size=8, steps=1, progress=False).fit(torch.randn(16, 2), torch.ones(16))
+    x, y = torch.randn(16, 2), torch.arange(16) % 3
+    gen, critic = Generator(2, 2, (8,), num_classes=3), LabelSpy(2, (8,), num_classes=3)
+    critic.seen = []
+    step = AdversarialStep(gen, critic, "hinge", critic_steps=2)
+    Trainer(step, batch_size=8, steps=1, progress=False).fit(x, y)
+    order = epoch_order(16, 0, 0)
+    labels = [y[order[:8]], y[order[8:]], y[order[:8]]]  # epoch 1 wraps into epoch 2's order
+    labels[2] = y[epoch_order(16, 0, 1)[:8]]
+    # per critic update: real and generated scores with the batch's labels; then the generator's
+    assert [t.tolist() for t in critic.seen] == [
+        t.tolist() for t in (labels[0], labels[0], labels[1], labels[1], labels[2])
+    ]
 
 
 def _same_state(a, b):

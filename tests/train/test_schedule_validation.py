@@ -134,6 +134,7 @@ class Generator(nn.Module):
         self.net = nn.Linear(D, D)
 
     def model(self, n):
+        pyro.module("generator", self)
         with pyro.plate("data", n):
             z = pyro.sample("z", dist.Normal(torch.zeros(D), 1.0).to_event(1))
             return pyro.deterministic("x", self.net(z), event_dim=1)

@@ -17,7 +17,8 @@ class TrainingStep(Protocol):
     ``"loss"``); a batch is a tuple of tensors, one per data tensor given to ``Trainer.fit``
     (``fit(x)``: ``step(x_batch)``; ``fit(x, y)``: ``step(x_batch, y_batch)``). A step with
     ``batches_per_step`` = k + 1 > 1 (an adversarial step with k critic updates) is called
-    ``step(*batches)`` with k + 1 fresh batches of one tensor each.
+    ``step(*batches)`` with k + 1 fresh batches, each a tensor (one data tensor) or a tuple of
+    tensors (``fit(x, y)``).
     ``state_dict()`` / ``load_state_dict()`` hold everything needed to continue (modules and
     optimizer states).
 
