@@ -13,6 +13,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # One entry per example: "script.py --tiny-flags". Keep each under ~30 s.
 EXAMPLES = [
     "vae.py --smoke-test",
+    "cvae.py --smoke-test",
     "score_vs_reparam.py --smoke-test",
     "advi_eight_schools.py --smoke-test",
     "advi_regression.py --smoke-test",
@@ -35,6 +36,15 @@ def _check_vae(out: str) -> None:
     log_p = _number(r"test log p\(x\) >= ([-\d.]+)", out)
     assert 0 < train < 64 * 2 and -64 * 2 < elbo < 0  # nats per 8x8 binary image
     assert log_p >= elbo  # the importance-sampled bound is at least the ELBO of its particles
+
+
+def _check_cvae(out: str) -> None:
+    elbo = _number(r"test ELBO ([-\d.]+)", out)
+    log_p = _number(r"test log p\(x \| y\) >= ([-\d.]+)", out)
+    assert -64 * 2 < elbo < 0 and log_p >= elbo
+    assert _number(r"classifier accuracy on the real test digits: ([\d.]+)", out) > 0.9
+    # samples of each requested class are read as that class (chance 0.1; measured 1.0)
+    assert _number(r"overall class accuracy of samples: ([\d.]+)", out) >= 0.7
 
 
 def _check_score_vs_reparam(out: str) -> None:
@@ -89,6 +99,7 @@ def _check_gaussian_mixture(out: str) -> None:
 #: What each example must print (beyond exiting 0).
 CHECKS = {
     "vae.py": _check_vae,
+    "cvae.py": _check_cvae,
     "score_vs_reparam.py": _check_score_vs_reparam,
     "wasserstein_example.py": _check_wasserstein,
     "optimal_discriminator.py": _check_optimal_discriminator,

@@ -1,4 +1,5 @@
-"""``pyrogen vae``: train a VAE, evaluate it on the test set, write figures and metrics."""
+"""``pyrogen vae``: train a VAE, evaluate it on the test set, write figures and metrics;
+``--conditional`` trains a conditional VAE p(x | z, y) on the data set's labels instead."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pyrogen.cli.common import (
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
 from pyrogen.infer import OBJECTIVES, get_objective
-from pyrogen.models import VAE
+from pyrogen.models import CVAE, VAE
 from pyrogen.models.latent import interpolate, random_walk
 from pyrogen.models.likelihoods import LIKELIHOODS
 from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, distributed, set_seed
@@ -64,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="importance samples K per test image for log p(x)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="train a conditional VAE p(x | z, y) q(z | x, y) (Sohn et al., 2015) on the data"
+        " set's class labels y (the data set must have labels); test ELBO / log p(x | y) use"
+        " the test labels, samples.png shows one row per class and style.png decodes test"
+        " images' z as every class (no interpolation / random-walk figures)",
+    )
     add_long_run_arguments(parser)
 
 
@@ -100,6 +109,46 @@ def _write_figures(vae: VAE, dataset, history, out: Path, seed: int) -> None:
     )
 
 
+def _write_conditional_figures(cvae: CVAE, dataset, history, out: Path, seed: int) -> None:
+    """samples.png (row c: class c), reconstructions, style.png, latent map, loss curve."""
+    device = next(cvae.parameters()).device
+    shape = _image_shape(dataset.shape)
+    generator = torch.Generator().manual_seed(seed)
+    test, labels = dataset.test_x.to(device), dataset.test_y.to(device)
+    classes = torch.arange(cvae.num_classes, device=device)
+    samples = cvae.sample(10, y=classes, generator=generator).cpu()  # 10 per class, by class
+    fig = plot.image_grid(samples, shape, None, 10, "samples of each class (row c: class c)")
+    for c in range(cvae.num_classes):
+        y_pixel = c * (shape[0] + 1) + (shape[0] - 1) / 2
+        fig.axes[0].text(-1.5, y_pixel, str(c), ha="right", va="center", fontsize=8)
+    plot.grid.finish(fig, out / "samples.png")
+    plot.reconstructions(
+        test[:30].cpu(),
+        cvae.reconstruct(test[:30], labels[:30]).cpu(),
+        shape,
+        out / "reconstructions.png",
+    )
+    codes = cvae.encode(test, labels)[0]
+    style = codes[:6, None].expand(-1, cvae.num_classes, -1)  # (6, C, L)
+    decoded = cvae.decode(style, classes)  # (6, C, D): row r, column c = z_r as class c
+    frames = torch.cat([test[:6, None], decoded], 1)  # (6, 1 + C, D)
+    title = "a test image, then its z (style) decoded as class 0, 1, ..."
+    plot.frame_rows(frames.cpu(), shape, out / "style.png", title)
+    plot.latent_scatter(codes.cpu(), dataset.test_y, out / "latent.png")
+    plot.loss_curve(
+        history.losses, out / "loss.png", "−ELBO per training example (nats)", "training loss"
+    )
+
+
+def _check_labels(dataset) -> None:
+    if dataset.train_y is None or dataset.test_y is None:
+        raise ValueError(
+            f"--conditional needs class labels, but data set {dataset.name!r} has none; drop"
+            " --conditional or use a labelled data set (digits, fashion-mnist, an MNIST idx"
+            " directory)."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/vae")
@@ -109,14 +158,26 @@ def run(args: argparse.Namespace) -> int:
     get_objective(args.estimator, args.num_particles)  # fail on bad settings before loading data
     options = trainer_options(args, out, device)
     dataset = load_dataset(args.data, binarize=binarize)
+    if args.conditional:
+        _check_labels(dataset)
     set_seed(args.seed)
     pyro.clear_param_store()  # a fresh model: no parameters of an earlier run in this process
-    vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
-    vae.validate(dataset.train_x)
-    vae.validate(dataset.test_x)
+    # labels: the extra data tensors of model(x, *labels) (none for the unconditional VAE)
+    train_labels, test_labels = (), ()
+    if args.conditional:
+        train_labels, test_labels = (dataset.train_y.long(),), (dataset.test_y.long(),)
+        num_classes = int(max(train_labels[0].max(), test_labels[0].max())) + 1
+        sizes = (args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
+        vae = CVAE(dataset.dim, num_classes, *sizes)
+    else:
+        vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
+    vae.validate(dataset.train_x, *train_labels)
+    vae.validate(dataset.test_x, *test_labels)
     vae.to(device)
     config = {"command": "vae", **vars(args), "binarize": binarize, "out": str(out)}
     config.pop("run", None)
+    if not args.conditional:  # unconditional runs keep the config.json they always had
+        config.pop("conditional")
     config["model"] = vae.config()
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     try:
-        history = trainer.fit(dataset.train_x.to(device))
+        history = trainer.fit(dataset.train_x.to(device), *(y.to(device) for y in train_labels))
     except TrainingInterrupted as stop:
         if ctx.is_main:
             print(f"pyrogen vae: {stop}", file=sys.stderr)
@@ -164,7 +225,11 @@ def run(args: argparse.Namespace) -> int:
     set_seed(args.seed)
     start = time.perf_counter()
     test_elbo, test_ll = elbo_and_log_likelihood(
-        vae, dataset.test_x, args.num_is_samples, progress=not args.no_progress
+        vae,
+        dataset.test_x,
+        *test_labels,
+        num_samples=args.num_is_samples,
+        progress=not args.no_progress,
     )
     metrics = {
         "test_elbo": test_elbo,
@@ -176,11 +241,20 @@ def run(args: argparse.Namespace) -> int:
         "eval_seconds": time.perf_counter() - start,
         "units": "nats per example",
     }
+    if args.conditional:
+        metrics["conditional"] = True  # test_elbo and test_log_likelihood bound log p(x | y)
     write_json(out / "metrics.json", metrics)
-    _write_figures(vae, dataset, history, out, args.seed)
+    if args.conditional:
+        _write_conditional_figures(vae, dataset, history, out, args.seed)
+    else:
+        _write_figures(vae, dataset, history, out, args.seed)
+    given = " | y" if args.conditional else ""
     print(
-        f"test ELBO {test_elbo:.3f} nats, test log p(x) >= {test_ll:.3f} nats (IS, K ="
+        f"test ELBO {test_elbo:.3f} nats, test log p(x{given}) >= {test_ll:.3f} nats (IS, K ="
         f" {args.num_is_samples}); {len(history)} steps in {train_seconds:.1f} s"
     )
-    print(f"wrote model.pt, config.json, metrics.json, history.json and 6 figures to {out}/")
+    figures = 5 if args.conditional else 6
+    print(
+        f"wrote model.pt, config.json, metrics.json, history.json and {figures} figures to {out}/"
+    )
     return 0

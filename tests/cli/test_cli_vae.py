@@ -101,3 +101,57 @@ def test_loss_curve_shows_nats_per_example(tmp_path, monkeypatch):
     assert plotted["values"] == history
     late = sum(history[-3:]) / 3  # the per-example training loss ~ the per-example test -ELBO
     assert 0.7 < late / -metrics["test_elbo"] < 1.4, (late, metrics["test_elbo"])
+
+
+def test_conditional_trains_a_cvae_and_draws_one_row_per_class(tmp_path, monkeypatch):
+    """--conditional: a CVAE on (train_x, train_y), test bounds on log p(x | y), and samples.png
+    whose row c a classifier of the real digits reads as class c."""
+    from sklearn.linear_model import LogisticRegression
+
+    from pyrogen import plot
+    from pyrogen.data import load_dataset
+    from pyrogen.models import CVAE
+
+    grids = {}
+    real_grid = plot.image_grid
+
+    def image_grid(images, shape, path=None, ncol=10, title=None):
+        grids[title] = (images, ncol)
+        return real_grid(images, shape, path, ncol, title)
+
+    monkeypatch.setattr("pyrogen.plot.image_grid", image_grid)
+    out = tmp_path / "run"
+    fast = ["--epochs", "20", "--hidden", "64", "--latent-dim", "4", "--lr", "1e-2"]
+    assert main(["vae", "--conditional", "--out", str(out), *TINY, *fast]) == 0
+    files = set(FILES) - {"interpolation.png", "random_walk.png"} | {"style.png"}
+    for name in files:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not (out / "interpolation.png").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["conditional"] is True and config["model"]["num_classes"] == 10
+    cvae = CVAE(**config["model"])
+    cvae.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["conditional"] and metrics["test_log_likelihood"] >= metrics["test_elbo"]
+    assert -64 * 2 < metrics["test_elbo"] < 0
+    (samples, ncol), *_ = (v for k, v in grids.items() if k and "row c: class c" in k)
+    assert samples.shape == (100, 64) and ncol == 10
+    digits = load_dataset("digits")
+    classifier = LogisticRegression(max_iter=2000).fit(digits.train_x, digits.train_y)
+    rows = torch.arange(10).repeat_interleave(10)
+    accuracy = float((torch.as_tensor(classifier.predict(samples.numpy())) == rows).float().mean())
+    print(f"pyrogen vae --conditional: samples.png rows recognised as their class {accuracy:.0%}")
+    assert accuracy >= 0.7
+
+
+def test_conditional_refuses_a_data_set_without_labels(tmp_path, capsys):
+    assert main(["vae", "--conditional", "--data", "ring8", "--out", str(tmp_path), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--conditional needs class labels" in err and "'ring8'" in err
+    assert "Traceback" not in err and not (tmp_path / "config.json").exists()
+
+
+def test_help_explains_conditional(capsys):
+    with pytest.raises(SystemExit):
+        main(["vae", "--help"])
+    assert "--conditional" in capsys.readouterr().out
