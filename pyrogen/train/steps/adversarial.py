@@ -292,11 +292,13 @@ class AdversarialStep:
         return self._generator_optim
 
     def setup(self, *batch: torch.Tensor) -> None:
-        """Find the generator's parameters by tracing the guide and the model once on ``batch``
+        """Find the generator's (and guide's) parameters by running its loss once on ``batch``
         (without gradients, random draws or buffer updates) and build its optimizer."""
         args, kwargs = program.call_inputs(self.inputs, batch)
         params = program.trace_params(
-            self.program, self.guide, args, kwargs, self.modules(), self.critic.parameters()
+            lambda: self._generator_loss_fn(self.program, self.guide, *args, **kwargs),
+            (*self.modules(), self.critic),
+            self.critic.parameters(),
         )
         self._add_params(params)
 
@@ -533,7 +535,7 @@ class AdversarialStep:
         }
         if len(modules) > 1:
             state["generator_modules"] = [m.state_dict() for m in modules[1:]]
-        unowned = {n: p for n, p in self.generator_params.items() if id(p) not in owned}
+        unowned = {n: p.detach() for n, p in self.generator_params.items() if id(p) not in owned}
         if unowned:
             state["generator_params"] = unowned
         if self.ema_generator is not None:

@@ -115,22 +115,16 @@ class ParamCapture(Messenger):
 
 
 def trace_params(
-    model: Callable,
-    guide: Callable | None,
-    args: tuple,
-    kwargs: dict,
-    modules: Iterable[nn.Module],
-    exclude: Iterable[torch.Tensor],
+    run: Callable[[], Any], modules: Iterable[nn.Module], exclude: Iterable[torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """The trainable parameters of one run of ``guide`` and ``model`` (replayed on it), by Pyro
-    name; without gradients, random draws or changes to ``modules``' buffers (e.g. BatchNorm
-    statistics), so the run leaves no trace."""
+    """The trainable parameters one call of ``run`` (e.g. the generator's loss on a batch)
+    registers with Pyro, by name; without gradients, random draws or changes to ``modules``'
+    buffers (e.g. BatchNorm statistics), so the run leaves no trace. It also lets a loss do
+    its first-call work, e.g. an ELBO guessing the plate nesting."""
     buffers = [(b, b.clone()) for m in modules for b in m.buffers()]
     try:
         with rng_untouched(), torch.no_grad(), poutine.block(), ParamCapture(exclude) as capture:
-            guide_trace = None if guide is None else poutine.trace(guide).get_trace(*args, **kwargs)
-            program = model if guide_trace is None else poutine.replay(model, trace=guide_trace)
-            program(*args, **kwargs)
+            run()
     finally:
         with torch.no_grad():
             for live, saved in buffers:
