@@ -157,3 +157,16 @@ def test_codes_match_the_mixture_prior_better_than_untrained_and_vae():
     w_vae = sliced_wasserstein(vae.encode(data.test_x)[0], reference)
     print(f"SW1 to the prior: untrained {w_untrained:.3f}, AAE {w_aae:.3f}, VAE {w_vae:.3f}")
     assert w_aae < 0.6 * w_untrained and w_aae < 0.6 * w_vae
+
+
+def test_plot_codes_over_prior(tmp_path):
+    from pyrogen.plot import plot_codes_over_prior
+
+    prior = gaussian_mixture_prior()
+    fig = plot_codes_over_prior(torch.randn(20, 2), torch.arange(20) % 10, prior.sample((50,)))
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2 and len(ax.collections[1].get_offsets()) == 20
+    plot_codes_over_prior(torch.randn(5, 2), None, torch.randn(5, 2), path=tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="latent_scatter"):
+        plot_codes_over_prior(torch.randn(5, 3), None, torch.randn(5, 3))
