@@ -47,6 +47,8 @@ class Generator(PyroModule):
     :param output: ``"identity"`` (real data, e.g. 2-D toy points) or ``"sigmoid"`` (pixels).
     :param site: name of the deterministic site holding x.
     :param activation: hidden activation of g.
+    :param embedding_dim: label features of a conditional generator: 0 (default) the one-hot
+        label, k > 0 a learned k-dimensional embedding (see :class:`~pyrogen.nn.GeneratorNet`).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class Generator(PyroModule):
         output: str = "identity",
         site: str = "x",
         activation: str = "relu",
+        embedding_dim: int = 0,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
@@ -72,7 +75,9 @@ class Generator(PyroModule):
             num_classes,
             site,
         )
-        self.net = GeneratorNet(latent_dim, data_dim, hidden, num_classes, output, activation)
+        self.net = GeneratorNet(
+            latent_dim, data_dim, hidden, num_classes, output, activation, embedding_dim
+        )
         to_pyro_module_(self.net)  # PyroModules all the way down: Pyro's SVI sees every weight
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 

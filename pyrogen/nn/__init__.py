@@ -1,5 +1,6 @@
-"""Neural building blocks: MLPs and amortized Gaussian encoders."""
+"""Neural building blocks: MLPs, amortized Gaussian encoders, generator networks and critics."""
 
+from pyrogen.nn.adversarial import Critic, GeneratorNet, ProjectionCritic
 from pyrogen.nn.mlp import MLP, GaussianEncoder
 
-__all__ = ["GaussianEncoder", "MLP"]
+__all__ = ["Critic", "GaussianEncoder", "GeneratorNet", "MLP", "ProjectionCritic"]

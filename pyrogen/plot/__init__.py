@@ -2,7 +2,12 @@
 (reconstructions, interpolations, random walks, latent maps, loss curves) and adversarial figures
 (2-D samples over the true modes, loss / W1 curves, 1-D densities with the critic)."""
 
-from pyrogen.plot.adversarial import plot_density_1d, plot_losses, plot_samples_2d
+from pyrogen.plot.adversarial import (
+    plot_codes_over_prior,
+    plot_density_1d,
+    plot_losses,
+    plot_samples_2d,
+)
 from pyrogen.plot.grid import image_grid
 from pyrogen.plot.vae import (
     frame_rows,
@@ -19,6 +24,7 @@ __all__ = [
     "interpolation",
     "latent_scatter",
     "loss_curve",
+    "plot_codes_over_prior",
     "plot_density_1d",
     "plot_losses",
     "plot_samples_2d",

@@ -1,6 +1,7 @@
 """Figures for adversarial training: 2-D samples over the true modes, loss / W1 curves, 1-D
-densities with the critic's landscape. Matplotlib (Agg backend); every function
-returns the ``Figure`` and saves it when ``path`` is given."""
+densities with the critic's landscape, adversarial autoencoder codes over prior samples.
+Matplotlib (Agg backend); every function returns the ``Figure`` and saves it when ``path`` is
+given."""
 
 from __future__ import annotations
 
@@ -41,6 +42,35 @@ def plot_samples_2d(
     ax.set_aspect("equal")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    return finish(fig, path)
+
+
+def plot_codes_over_prior(
+    codes: Any,
+    labels: Any | None,
+    prior_samples: Any,
+    title: str = "codes of the test set over prior samples",
+    ax=None,
+    path: str | os.PathLike | None = None,
+):
+    """2-D latent codes (e.g. an adversarial autoencoder's ``encode(x)``) coloured by class,
+    drawn over samples of the prior they were matched to (grey)."""
+    z, p = _np(codes), _np(prior_samples)
+    if z.ndim != 2 or z.shape[1] != 2 or p.ndim != 2 or p.shape[1] != 2:
+        raise ValueError(
+            f"plot_codes_over_prior draws 2-D codes and prior samples, got shapes {z.shape} and"
+            f" {p.shape}; use pyrogen.plot.latent_scatter (PCA) for larger latents."
+        )
+    fig = ax.figure if ax is not None else plt.figure(figsize=(5.5, 5))
+    ax = ax if ax is not None else fig.add_subplot(111)
+    ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.25, color="tab:gray", label="prior samples")
+    colours = None if labels is None else _np(labels)
+    points = ax.scatter(z[:, 0], z[:, 1], c=colours, cmap="tab10", s=6, alpha=0.9, label="codes")
+    if labels is not None:
+        fig.colorbar(points, ax=ax, label="class")
+    ax.set(xlabel="z[0]", ylabel="z[1]", title=title, aspect="equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
     fig.tight_layout()
     return finish(fig, path)
 
