@@ -13,6 +13,7 @@ from pyrogen.infer.adversarial import (
     gradient_penalty,
 )
 from pyrogen.infer.advi import ADVIResult, ConvergenceWarning, fit
+from pyrogen.infer.autoencoding import aae_loss, reconstruction_loss, vae_gan_loss
 from pyrogen.infer.compose import WeightedLoss
 from pyrogen.infer.elbo import ELBO, OBJECTIVES, get_objective
 from pyrogen.infer.importance import LogWeights, log_importance_weights
@@ -38,6 +39,7 @@ __all__: list[str] = [
     "NonSaturatingGAN",
     "ScoreFunctionMessenger",
     "WeightedLoss",
+    "aae_loss",
     "adversarial_loss",
     "clip_weights_",
     "fit",
@@ -45,5 +47,7 @@ __all__: list[str] = [
     "gradient_penalty",
     "gradient_variance",
     "log_importance_weights",
+    "reconstruction_loss",
     "score_function",
+    "vae_gan_loss",
 ]
