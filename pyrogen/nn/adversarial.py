@@ -18,6 +18,8 @@ Labels enter a conditional network in one of three ways:
 References:
   1. Generative Adversarial Nets, I. Goodfellow et al. (2014).
   2. Wasserstein GAN, M. Arjovsky, S. Chintala, L. Bottou (2017).
+  3. PacGAN: The power of two samples in generative adversarial networks, Z. Lin, A. Khetan,
+     G. Fanti, S. Oh (2018).
   4. Conditional Generative Adversarial Nets, M. Mirza, S. Osindero (2014).
   5. cGANs with Projection Discriminator, T. Miyato, M. Koyama (2018).
 """

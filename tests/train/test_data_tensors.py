@@ -216,9 +216,10 @@ def test_adversarial_step_gets_every_tensor_of_each_batch():
     order = epoch_order(16, 0, 0)
     labels = [y[order[:8]], y[order[8:]], y[order[:8]]]  # epoch 1 wraps into epoch 2's order
     labels[2] = y[epoch_order(16, 0, 1)[:8]]
-    # per critic update: real and generated scores with the batch's labels; then the generator's
+    # setup (the generator loss on the first batch, finding the parameters); per critic update
+    # real and generated scores with the batch's labels; then the generator update's
     assert [t.tolist() for t in critic.seen] == [
-        t.tolist() for t in (labels[0], labels[0], labels[1], labels[1], labels[2])
+        t.tolist() for t in (labels[0], labels[0], labels[0], labels[1], labels[1], labels[2])
     ]
 
 
