@@ -34,6 +34,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
 from pyrogen.models.likelihoods import Likelihood, get_likelihood
+from pyrogen.models.vae import check_features, data_plate
 from pyrogen.nn import MLP, GaussianEncoder
 
 
@@ -85,12 +86,7 @@ class CVAE(PyroModule):
 
     # --- checks and one-hot codes ---------------------------------------------------------------
     def _check_shape(self, x: torch.Tensor) -> None:
-        if x.dim() < 1 or x.shape[-1] != self.data_dim:
-            raise ValueError(
-                f"The CVAE expects examples with {self.data_dim} features (data_dim), got data of"
-                f" shape {tuple(x.shape)}; flatten images to (N, {self.data_dim}) or build the"
-                " CVAE with the data's feature size."
-            )
+        check_features(x, self.data_dim, "CVAE")
 
     def _check_labels(self, y: torch.Tensor, num: int | None = None) -> None:
         """``y`` must be a 1-D integer tensor of class indices in ``[0, num_classes)``, with
@@ -130,8 +126,7 @@ class CVAE(PyroModule):
         return code.expand(*like.shape[:-1], self.num_classes)
 
     def _data_plate(self, x: torch.Tensor) -> pyro.plate:
-        size = self.num_data if self.num_data is not None else len(x)
-        return pyro.plate("data", size, subsample=torch.arange(len(x), device=x.device), dim=-1)
+        return data_plate(x, self.num_data)
 
     # --- the Pyro program -------------------------------------------------------------------
     def model(self, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -32,6 +32,23 @@ from pyrogen.models.likelihoods import Likelihood, get_likelihood
 from pyrogen.nn import MLP, GaussianEncoder
 
 
+def check_features(x: torch.Tensor, data_dim: int, name: str) -> None:
+    """Refuse examples ``x`` whose last dimension is not ``data_dim`` (model class ``name``)."""
+    if x.dim() < 1 or x.shape[-1] != data_dim:
+        raise ValueError(
+            f"The {name} expects examples with {data_dim} features (data_dim), got data of"
+            f" shape {tuple(x.shape)}; flatten images to (N, {data_dim}) or build the"
+            f" {name} with the data's feature size."
+        )
+
+
+def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
+    """The ``"data"`` plate over the rows of ``x``, scaled to a data set of ``num_data`` examples
+    (``None``: the batch is the data set)."""
+    size = num_data if num_data is not None else len(x)
+    return pyro.plate("data", size, subsample=torch.arange(len(x), device=x.device), dim=-1)
+
+
 class VAE(PyroModule):
     """A VAE with MLP encoder/decoder (ReLU), prior N(0, I) and a Gaussian amortized guide.
 
@@ -73,16 +90,10 @@ class VAE(PyroModule):
 
     # --- the Pyro program -------------------------------------------------------------------
     def _check_shape(self, x: torch.Tensor) -> None:
-        if x.dim() < 1 or x.shape[-1] != self.data_dim:
-            raise ValueError(
-                f"The VAE expects examples with {self.data_dim} features (data_dim), got data of"
-                f" shape {tuple(x.shape)}; flatten images to (N, {self.data_dim}) or build the"
-                " VAE with the data's feature size."
-            )
+        check_features(x, self.data_dim, type(self).__name__)
 
     def _data_plate(self, x: torch.Tensor) -> pyro.plate:
-        size = self.num_data if self.num_data is not None else len(x)
-        return pyro.plate("data", size, subsample=torch.arange(len(x), device=x.device), dim=-1)
+        return data_plate(x, self.num_data)
 
     def model(self, x: torch.Tensor) -> None:
         r""":math:`z \sim \mathcal N(0, I)`, :math:`x \sim p(x \mid z; \theta)` for each row."""
