@@ -226,3 +226,9 @@ def test_gan_unconditional_config_has_no_conditional_keys(tmp_path):
     assert "conditional" not in config and "num_classes" not in config["model"]
     assert not (out / "sample_labels.npy").exists()
     assert "class_accuracy" not in json.loads((out / "metrics.json").read_text())
+
+
+def test_gan_help_explains_conditional(capsys):
+    with pytest.raises(SystemExit):
+        main(["gan", "--help"])
+    assert "--conditional" in capsys.readouterr().out
