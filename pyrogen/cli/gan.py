@@ -4,7 +4,9 @@ Defaults are :data:`pyrogen.train.presets.TOY_DEFAULTS` for toy data (non-satura
 PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 generator steps, plus
 the network sizes, the late learning-rate decay and the generator EMA listed there;
 ``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images.
-``--loss wgan|wgan-gp`` switches to the papers' optimizers.
+``--loss wgan|wgan-gp`` switches to the papers' optimizers. ``--conditional`` trains the
+conditional GAN of Mirza & Osindero (2014), ``g(z, y)`` against ``d(x, y)``, on the data set's
+class labels.
 """
 
 from __future__ import annotations
@@ -99,6 +101,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-samples", type=int, default=10_000, help="rows of samples.npy")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="train a conditional GAN g(z, y) / d(x, y) (Mirza & Osindero, 2014) on the data"
+        " set's class labels y, one-hot appended to z and x (the data set must have labels:"
+        " digits, fashion-mnist, an MNIST idx directory); samples.npy then cycles over the"
+        " classes (labels in sample_labels.npy), samples.png shows one row per class and"
+        " metrics.json adds class_accuracy, the fraction of samples the feature classifier"
+        " reads as their requested class",
+    )
     add_long_run_arguments(parser)
 
 
@@ -122,7 +134,32 @@ def _finite(value):
     return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
-def _metrics(dataset: Dataset, samples: torch.Tensor, seed: int) -> dict:
+def _check_labels(dataset: Dataset) -> int:
+    """The number of classes K of a labelled data set (labels 0..K-1); refuses unlabelled data."""
+    if dataset.train_y is None:
+        raise ValueError(
+            f"--conditional needs class labels, but data set {dataset.name!r} has none; drop"
+            " --conditional or use a labelled data set (digits, fashion-mnist, an MNIST idx"
+            " directory)."
+        )
+    return int(dataset.train_y.max()) + 1
+
+
+def _class_accuracy(clf, samples: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """The fraction of samples ``clf`` assigns their requested label, overall and per class."""
+    with torch.no_grad():
+        hit = (clf(samples.float()).argmax(-1) == labels).float()
+    per_class = [float(hit[labels == c].mean()) for c in range(num_classes)]
+    return {"class_accuracy": float(hit.mean()), "class_accuracy_per_class": per_class}
+
+
+def _metrics(
+    dataset: Dataset,
+    samples: torch.Tensor,
+    seed: int,
+    labels: torch.Tensor | None = None,
+    num_classes: int = 0,
+) -> dict:
     metrics: dict = {}
     if dataset.is_image:
         from pyrogen.evaluate.fid import frechet_classifier_distance, train_feature_classifier
@@ -138,6 +175,8 @@ def _metrics(dataset: Dataset, samples: torch.Tensor, seed: int) -> dict:
             dataset.test_x[:half], dataset.test_x[half:], clf
         )
         metrics["feature_classifier_test_accuracy"] = clf.accuracy
+        if labels is not None:
+            metrics.update(_class_accuracy(clf, samples, labels, num_classes))
         return metrics
     centers, sigma = getattr(dataset, "centers", None), getattr(dataset, "sigma", 0.0)
     if centers is not None and sigma > 0:
@@ -157,6 +196,12 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     dataset = _load(args.data)
+    num_classes = _check_labels(dataset) if args.conditional else 0
+    if args.conditional and args.num_samples < num_classes:
+        raise ValueError(
+            f"--num-samples {args.num_samples} is fewer than the {num_classes} classes; give at"
+            f" least {num_classes} so that every class has a sample."
+        )
     image = dataset.is_image
     defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
     latent_dim = args.latent_dim or defaults.latent_dim
@@ -167,8 +212,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"--ema must be in [0, 1), got {ema}.")
     set_seed(args.seed)
-    gen = Generator(latent_dim, dataset.dim, hidden, output=defaults.output)
-    critic = Critic(dataset.dim, hidden, pack=pack, activation=defaults.critic_activation)
+    gen = Generator(latent_dim, dataset.dim, hidden, num_classes, output=defaults.output)
+    activation = defaults.critic_activation
+    critic = Critic(dataset.dim, hidden, num_classes, pack=pack, activation=activation)
+    # the critic's real batches: (x,) or, conditional, (x, y) (model(n, y=y), critic(x, y))
+    train = (dataset.train_x.to(device),)
+    if args.conditional:
+        train = (*train, dataset.train_y.long().to(device))
     gen.to(device)
     critic.to(device)
     step = AdversarialStep(
@@ -182,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         total_steps=args.steps,
         ema=ema or None,
     )
-    step.setup(dataset.train_x[:2].to(device))  # finds the generator's parameters (no RNG draws)
+    step.setup(*(t[:2] for t in train))  # finds the generator's parameters (no RNG draws)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model_config = {
@@ -198,13 +248,18 @@ def run(args: argparse.Namespace) -> int:
         "lr_decay": lr_decay,
         "ema": ema,
     }
+    if args.conditional:
+        model_config["num_classes"] = num_classes
     config = {"command": "gan", **vars(args), "out": str(out), "model": model_config}
     config.pop("run", None)
+    if not args.conditional:  # unconditional runs keep the config.json they always had
+        config.pop("conditional")
     if ctx.is_main:
         write_json(out / "config.json", config)
         print(
             f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
-            f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
+            + (f" conditional on {num_classes} classes," if args.conditional else "")
+            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
             f" {device} -> {out}/"
         )
     trainer = Trainer(
@@ -218,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     try:
-        history = trainer.fit(dataset.train_x.to(device))
+        history = trainer.fit(*train)
     except TrainingInterrupted as stop:
         print(f"pyrogen gan: {stop}", file=sys.stderr)
         return 130
@@ -229,10 +284,16 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "history.json", {k: history.column(k) for k in history.records[0]})
 
     set_seed(args.seed)
-    samples = step.sampler.sample(args.num_samples).cpu()
+    labels = None
+    if args.conditional:  # sample i has label i mod K
+        labels = torch.arange(args.num_samples) % num_classes
+        samples = step.sampler.sample(args.num_samples, y=labels.to(device)).cpu()
+        np.save(out / "sample_labels.npy", labels.numpy())
+    else:
+        samples = step.sampler.sample(args.num_samples).cpu()
     np.save(out / "samples.npy", samples.numpy().astype(np.float32))
     metrics = {
-        **_metrics(dataset, samples, args.seed),
+        **_metrics(dataset, samples, args.seed, labels, num_classes),
         "steps": len(history),
         "train_seconds": train_seconds,
         "final_generator_loss": history.losses[-1],
@@ -243,7 +304,15 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "metrics.json", metrics)
 
     title = f"{args.loss} on {dataset.name}, {len(history)} steps"
-    if image:
+    if image and args.conditional:  # row c: the first samples of class c
+        ncol = min(10, args.num_samples // num_classes)
+        rows = torch.arange(ncol)[None, :] * num_classes + torch.arange(num_classes)[:, None]
+        title = f"conditional {title} (row c: class c)"
+        path = out / "samples.png"
+        plot.image_grid(
+            samples[rows.flatten()], dataset.shape, path, ncol, title, range(num_classes)
+        )
+    elif image:
         plot.image_grid(samples[:100], dataset.shape, out / "samples.png", 10, title)
     elif dataset.dim == 2:
         plot.plot_samples_2d(
@@ -258,12 +327,13 @@ def run(args: argparse.Namespace) -> int:
             dataset.test_x[:, 0], samples[:, 0], title=title, path=out / "samples.png"
         )
     plot.plot_losses(history, title, out / "loss.png")
-    shown = {k: v for k, v in metrics.items() if k != "counts"}
+    shown = {k: v for k, v in metrics.items() if k not in ("counts", "class_accuracy_per_class")}
     print(
         ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     )
+    labels_file = " sample_labels.npy," if args.conditional else ""
     print(
-        f"wrote model.pt, samples.npy, config.json, metrics.json, history.json, samples.png and"
-        f" loss.png to {out}/"
+        f"wrote model.pt, samples.npy,{labels_file} config.json, metrics.json, history.json,"
+        f" samples.png and loss.png to {out}/"
     )
     return 0

@@ -117,11 +117,8 @@ def _write_conditional_figures(cvae: CVAE, dataset, history, out: Path, seed: in
     test, labels = dataset.test_x.to(device), dataset.test_y.to(device)
     classes = torch.arange(cvae.num_classes, device=device)
     samples = cvae.sample(10, y=classes, generator=generator).cpu()  # 10 per class, by class
-    fig = plot.image_grid(samples, shape, None, 10, "samples of each class (row c: class c)")
-    for c in range(cvae.num_classes):
-        y_pixel = c * (shape[0] + 1) + (shape[0] - 1) / 2
-        fig.axes[0].text(-1.5, y_pixel, str(c), ha="right", va="center", fontsize=8)
-    plot.grid.finish(fig, out / "samples.png")
+    title = "samples of each class (row c: class c)"
+    plot.image_grid(samples, shape, out / "samples.png", 10, title, range(cvae.num_classes))
     plot.reconstructions(
         test[:30].cpu(),
         cvae.reconstruct(test[:30], labels[:30]).cpu(),

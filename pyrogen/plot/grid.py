@@ -51,16 +51,27 @@ def image_grid(
     path: str | os.PathLike | None = None,
     ncol: int = 10,
     title: str | None = None,
+    row_labels: Sequence[str | int] | None = None,
 ) -> plt.Figure:
     """A grid of flattened grey-level images ``(N, H*W)``, values in [0, 1], ``ncol`` per row;
-    saved to ``path`` when given. Returns the figure."""
+    saved to ``path`` when given. ``row_labels`` (one per row) are written left of the rows,
+    e.g. the class of each row of a conditional model's samples. Returns the figure."""
     if len(images) == 0:
         raise ValueError("image_grid needs at least one image, got none.")
     ncol = min(ncol, len(images))
     canvas = tile(images, shape, ncol)
+    nrow = -(-len(images) // ncol)
+    if row_labels is not None and len(row_labels) != nrow:
+        raise ValueError(
+            f"row_labels needs one label per row: {nrow} rows of {ncol} images, got"
+            f" {len(row_labels)} labels."
+        )
     fig, ax = plt.subplots(figsize=(0.6 * ncol + 0.4, 0.6 * canvas.shape[0] / shape[0] + 0.6))
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
+    for r, label in enumerate(row_labels or ()):
+        y_pixel = r * (shape[0] + 1) + (shape[0] - 1) / 2
+        ax.text(-1.5, y_pixel, str(label), ha="right", va="center", fontsize=8)
     return finish(fig, path)

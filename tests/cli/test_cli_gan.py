@@ -162,3 +162,73 @@ def test_gan_resume_continues_to_requested_steps(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["steps"] == 9
     for p in state["critic"].values():  # WGAN clipping survived the resume
         assert p.abs().max() <= 0.01 + 1e-12
+
+
+def test_gan_conditional_digits(tmp_path, monkeypatch):
+    from pyrogen.cli import gan as gan_cli
+    from pyrogen.evaluate.fid import train_feature_classifier
+
+    grids = []
+    image_grid = gan_cli.plot.image_grid
+
+    def record(images, shape, path=None, ncol=10, title=None, row_labels=None):
+        grids.append((np.asarray(images), ncol, row_labels))
+        return image_grid(images, shape, path, ncol, title, row_labels)
+
+    monkeypatch.setattr(gan_cli.plot, "image_grid", record)
+    out = tmp_path / "cgan"
+    argv = ["gan", "--data", "digits", "--conditional", "--steps", "5", "--hidden", "32"]
+    argv += ["--num-samples", "250", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    samples, metrics = _check_outputs(out, 250, 64)
+    labels = np.load(out / "sample_labels.npy")
+    np.testing.assert_array_equal(labels, np.arange(250) % 10)  # labels cycle over the classes
+    # samples.png: one row per class, labelled 0..9, row c = the first ten samples of class c
+    ((images, ncol, row_labels),) = grids
+    assert ncol == 10 and list(row_labels) == list(range(10)) and images.shape == (100, 64)
+    for c in range(10):
+        np.testing.assert_array_equal(images[10 * c : 10 * c + 10], samples[labels == c][:10])
+    # class_accuracy: the feature classifier's verdict on the samples against their labels
+    data = load_dataset("digits")
+    clf = train_feature_classifier(data, seed=0)
+    with torch.no_grad():
+        hit = (clf(torch.as_tensor(samples)).argmax(-1).numpy() == labels).astype(float)
+    assert metrics["class_accuracy"] == pytest.approx(hit.mean())
+    per_class = [hit[labels == c].mean() for c in range(10)]
+    assert metrics["class_accuracy_per_class"] == pytest.approx(per_class)
+    config = json.loads((out / "config.json").read_text())
+    assert config["conditional"] is True and config["model"]["num_classes"] == 10
+    state = torch.load(out / "model.pt", weights_only=True)
+    pack = config["model"]["pack"]  # the critic sees y one-hot next to each packed example
+    assert state["critic"]["net.0.weight"].shape[1] == (64 + 10) * pack
+
+
+def test_gan_conditional_refuses_unlabelled_data(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["gan", "--data", "ring8", "--conditional", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--conditional needs class labels" in err and "'ring8'" in err
+    assert not out.exists()  # refused before writing anything
+    path = tmp_path / "points.npy"
+    np.save(path, np.zeros((50, 2), np.float32))
+    assert main(["gan", "--data", str(path), "--conditional", "--out", str(out)]) == 2
+    assert "--conditional needs class labels" in capsys.readouterr().err and not out.exists()
+    argv = ["gan", "--data", "digits", "--conditional", "--num-samples", "5", "--out", str(out)]
+    assert main(argv) == 2
+    assert "fewer than the 10 classes" in capsys.readouterr().err and not out.exists()
+
+
+def test_gan_unconditional_config_has_no_conditional_keys(tmp_path):
+    out = tmp_path / "plain"
+    argv = ["gan", "--data", "digits", "--steps", "2", "--hidden", "8", "--num-samples", "100"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert "conditional" not in config and "num_classes" not in config["model"]
+    assert not (out / "sample_labels.npy").exists()
+    assert "class_accuracy" not in json.loads((out / "metrics.json").read_text())
+
+
+def test_gan_help_explains_conditional(capsys):
+    with pytest.raises(SystemExit):
+        main(["gan", "--help"])
+    assert "--conditional" in capsys.readouterr().out

@@ -115,9 +115,9 @@ def test_conditional_trains_a_cvae_and_draws_one_row_per_class(tmp_path, monkeyp
     grids = {}
     real_grid = plot.image_grid
 
-    def image_grid(images, shape, path=None, ncol=10, title=None):
-        grids[title] = (images, ncol)
-        return real_grid(images, shape, path, ncol, title)
+    def image_grid(images, shape, path=None, ncol=10, title=None, row_labels=None):
+        grids[title] = (images, ncol, row_labels)
+        return real_grid(images, shape, path, ncol, title, row_labels)
 
     monkeypatch.setattr("pyrogen.plot.image_grid", image_grid)
     out = tmp_path / "run"
@@ -134,8 +134,8 @@ def test_conditional_trains_a_cvae_and_draws_one_row_per_class(tmp_path, monkeyp
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["conditional"] and metrics["test_log_likelihood"] >= metrics["test_elbo"]
     assert -64 * 2 < metrics["test_elbo"] < 0
-    (samples, ncol), *_ = (v for k, v in grids.items() if k and "row c: class c" in k)
-    assert samples.shape == (100, 64) and ncol == 10
+    (samples, ncol, row_labels), *_ = (v for k, v in grids.items() if k and "row c: class c" in k)
+    assert samples.shape == (100, 64) and ncol == 10 and list(row_labels) == list(range(10))
     digits = load_dataset("digits")
     classifier = LogisticRegression(max_iter=2000).fit(digits.train_x, digits.train_y)
     rows = torch.arange(10).repeat_interleave(10)
