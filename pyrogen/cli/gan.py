@@ -33,7 +33,7 @@ from pyrogen.data.dataset import Dataset
 from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
 from pyrogen.infer.adversarial import LOSSES
 from pyrogen.models.gan import Generator
-from pyrogen.nn.adversarial import Critic
+from pyrogen.nn.adversarial import Critic, ProjectionCritic
 from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
 from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS
@@ -111,6 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " metrics.json adds class_accuracy, the fraction of samples the feature classifier"
         " reads as their requested class",
     )
+    parser.add_argument(
+        "--critic",
+        choices=["concat", "projection"],
+        default="concat",
+        help="how a conditional critic takes the label: concat appends the one-hot label to x;"
+        " projection adds embed(y)^T phi(x) to the score (Miyato & Koyama, 2018; needs"
+        " --conditional, no packing)",
+    )
     add_long_run_arguments(parser)
 
 
@@ -143,6 +151,18 @@ def _check_labels(dataset: Dataset) -> int:
             " directory)."
         )
     return int(dataset.train_y.max()) + 1
+
+
+def _projection_pack(args: argparse.Namespace) -> int:
+    """The projection critic scores single examples: it needs labels and no packing."""
+    if not args.conditional:
+        raise ValueError("--critic projection conditions the critic on labels; add --conditional.")
+    if args.pack not in (None, 1):
+        raise ValueError(
+            f"--critic projection scores single examples; drop --pack {args.pack} (or use"
+            " --critic concat for PacGAN packing)."
+        )
+    return 1
 
 
 def _class_accuracy(clf, samples: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
@@ -214,7 +234,11 @@ def run(args: argparse.Namespace) -> int:
     set_seed(args.seed)
     gen = Generator(latent_dim, dataset.dim, hidden, num_classes, output=defaults.output)
     activation = defaults.critic_activation
-    critic = Critic(dataset.dim, hidden, num_classes, pack=pack, activation=activation)
+    if args.critic == "projection":
+        pack = _projection_pack(args)
+        critic = ProjectionCritic(dataset.dim, num_classes, hidden, activation=activation)
+    else:
+        critic = Critic(dataset.dim, hidden, num_classes, pack=pack, activation=activation)
     # the critic's real batches: (x,) or, conditional, (x, y) (model(n, y=y), critic(x, y))
     train = (dataset.train_x.to(device),)
     if args.conditional:
@@ -249,11 +273,12 @@ def run(args: argparse.Namespace) -> int:
         "ema": ema,
     }
     if args.conditional:
-        model_config["num_classes"] = num_classes
+        model_config.update(num_classes=num_classes, critic=args.critic)
     config = {"command": "gan", **vars(args), "out": str(out), "model": model_config}
     config.pop("run", None)
     if not args.conditional:  # unconditional runs keep the config.json they always had
         config.pop("conditional")
+        config.pop("critic")
     if ctx.is_main:
         write_json(out / "config.json", config)
         print(

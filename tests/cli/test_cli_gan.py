@@ -232,3 +232,19 @@ def test_gan_help_explains_conditional(capsys):
     with pytest.raises(SystemExit):
         main(["gan", "--help"])
     assert "--conditional" in capsys.readouterr().out
+
+
+def test_gan_projection_critic(tmp_path, capsys):
+    out = tmp_path / "proj"
+    base = ["gan", "--data", "digits", "--steps", "3", "--hidden", "16", "--num-samples", "20"]
+    assert main([*base, "--critic", "projection", "--out", str(out)]) == 2
+    assert "add --conditional" in capsys.readouterr().err and not out.exists()
+    argv = [*base, "--conditional", "--critic", "projection", "--pack", "2", "--out", str(out)]
+    assert main(argv) == 2
+    assert "drop --pack 2" in capsys.readouterr().err and not out.exists()
+    argv = [*base, "--conditional", "--critic", "projection", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["critic"] == "projection" and config["model"]["pack"] == 1
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert "embed.weight" in state["critic"]  # the projection's label embedding was trained
