@@ -105,7 +105,5 @@ def test_conditional_gan_with_a_projection_critic(digits):
     """Miyato & Koyama's projection critic d(x, y) = psi(phi(x)) + embed(y)^T phi(x): measured
     0.96 (hinge, 2000 steps, ~14 s) and 0.88 (nsgan)."""
     data, classifier = digits
-    per_class, rolled = _class_accuracy(
-        data, classifier, "hinge", 2000, 1e-3, critic="projection"
-    )
+    per_class, rolled = _class_accuracy(data, classifier, "hinge", 2000, 1e-3, critic="projection")
     assert per_class.mean() >= 0.7 and rolled <= 0.15, per_class
