@@ -187,8 +187,8 @@ class ConvGeneratorNet(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if z.shape[-1] != self.latent_dim:
             raise ValueError(
-                f"Expected z with {self.latent_dim} features in the last dimension, got shape"
-                f" {tuple(z.shape)}."
+                f"Expected z with latent_dim={self.latent_dim} features in the last dimension, got"
+                f" shape {tuple(z.shape)}."
             )
         batch = z.shape[:-1]
         z = z.reshape(-1, self.latent_dim)
@@ -347,8 +347,8 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.shape[-1] != self.latent_dim:
             raise ValueError(
-                f"Expected z with {self.latent_dim} features in the last dimension, got shape"
-                f" {tuple(z.shape)}."
+                f"Expected z with latent_dim={self.latent_dim} features in the last dimension, got"
+                f" shape {tuple(z.shape)}."
             )
         batch = z.shape[:-1]
         out = self.net(z.reshape(-1, self.latent_dim))  # (N, factor·C, H, W)
