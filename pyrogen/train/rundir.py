@@ -142,6 +142,8 @@ class RunDir:
         """Every check, writing nothing; raises :class:`RunDirError` / ``ValueError``."""
         out = self.path
         _check_writable(out)
+        if self.is_main:
+            self._check_lock()
         found = _holds_run(out) if out.is_dir() else []
         if not found or self.overwrite:
             return
@@ -203,32 +205,37 @@ class RunDir:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _check_lock(self) -> bool:
+        """Refuse if another live run holds the lock; ``True`` if a stale lock is there."""
+        try:
+            holder = json.loads(self.lock_path.read_text())
+            pid, host = int(holder["pid"]), str(holder["host"])
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, TypeError):
+            holder, pid, host = {}, -1, "?"
+        if holder.get("token") == self._token:
+            return False
+        if host == socket.gethostname() and not _pid_alive(pid):
+            return True
+        raise RunDirError(
+            f"--out {self.path} is in use by another run (process {pid} on {host}, started"
+            f" {holder.get('started', '?')}). Wait for it to finish, or choose another --out; if"
+            f" that run is gone, delete {self.lock_path}."
+        )
+
     def _acquire(self) -> None:
         for _ in range(3):
             if self._try_lock():
                 self._locked = True
                 return
-            try:
-                holder = json.loads(self.lock_path.read_text())
-                pid, host = int(holder["pid"]), str(holder["host"])
-            except FileNotFoundError:
-                continue  # released meanwhile: try again
-            except (OSError, ValueError, KeyError, TypeError):
-                holder, pid, host = {}, -1, "?"
-            started = holder.get("started", "?")
-            if host == socket.gethostname() and not _pid_alive(pid):
+            if self._check_lock():
                 print(
-                    f"pyrogen: note: taking over the stale lock {self.lock_path} of process"
-                    f" {pid} (started {started}), which is no longer running.",
+                    f"pyrogen: note: taking over the stale lock {self.lock_path} (its process is"
+                    " no longer running).",
                     file=sys.stderr,
                 )
                 self.lock_path.unlink(missing_ok=True)
-                continue
-            raise RunDirError(
-                f"--out {self.path} is in use by another run (process {pid} on {host}, started"
-                f" {started}). Wait for it to finish, or choose another --out; if that run is"
-                f" gone, delete {self.lock_path}."
-            )
         raise RunDirError(f"Could not take the lock {self.lock_path}; try again.")
 
     def _release(self) -> None:
