@@ -274,7 +274,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, unpickling refused, I/O error
-        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+        reason = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {reason})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyrogen checkpoint.")
     if state.get("version") != VERSION:
