@@ -86,7 +86,6 @@ def test_a_refused_resume_keeps_the_run_loadable(tmp_path, capsys):
     assert (out / "config.json").read_bytes() == config
 
 
-@wired
 def test_resume_with_corrupt_checkpoints_is_refused(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["vae", "--out", str(out), "--epochs", "1", *TINY]) == 0
