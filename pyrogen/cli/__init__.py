@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 SUBCOMMANDS = ("vae", "gan")
 
@@ -31,15 +32,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line; an ``OSError`` as ``reason: path``."""
+    if isinstance(err, OSError) and err.filename is not None:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 else err.filename
+        text = f"{err.strerror or type(err).__name__}: {where}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pyrogen`` console script."""
+    """Entry point of the ``pyrogen`` console script.
+
+    Every expected failure is one line on stderr: exit 2 for bad input (arguments, data, an
+    output directory that cannot take the run, a refused resume), 1 for a training failure (a
+    NaN/Inf with its step and site, an OS error with its path), 130 on Ctrl-C. ``--debug``
+    shows the traceback instead."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Errors meant for the user: print the message, not a traceback.
-        print(f"pyrogen {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"pyrogen {args.command}: interrupted.", file=sys.stderr)
-        return 130
+    prefix = f"pyrogen {args.command}"
+    debug = getattr(args, "debug", False)
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr
+            )
+        try:
+            return args.run(args)
+        except KeyboardInterrupt:
+            print(f"{prefix}: interrupted.", file=sys.stderr)
+            return 130
+        except (ValueError, FileNotFoundError) as err:
+            if debug:
+                raise
+            print(f"{prefix}: error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        except (FloatingPointError, OSError) as err:  # NonFiniteError is a FloatingPointError
+            if debug:
+                raise
+            what = "training failed" if isinstance(err, FloatingPointError) else "error"
+            print(f"{prefix}: {what}: {_one_line(err)}", file=sys.stderr)
+            return 1

@@ -17,8 +17,26 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_data: str) -> 
         help="a data set name (digits, fashion-mnist, ...) or a directory of MNIST idx files",
     )
     parser.add_argument("--out", default=None, help="output directory (default: runs/<command>)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds torch, numpy, python and Pyro")
+    parser.add_argument(
+        "--seed", type=seed, default=0, help="seeds torch, numpy, python and Pyro (0 to 2**32-1)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+#: The seeds numpy accepts (``pyro.set_rng_seed`` seeds numpy too); torch's range is wider.
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """An ``argparse`` type: an integer in ``[0, MAX_SEED]``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: give 0 to {MAX_SEED} (2**32-1)")
+    return value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,7 +71,18 @@ def add_long_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         metavar="DIR",
         help="continue the run in --out (or DIR) from its newest valid checkpoint, up to the"
-        " requested total --epochs/--steps",
+        " requested total --epochs/--steps; refused if its settings or data differ",
+    )
+    group.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume even though settings or data differ from the saved run (each is named in"
+        " a warning); implies --resume",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (deletes only the files a pyrogen run writes there)",
     )
     group.add_argument(
         "--skip-nonfinite",
@@ -84,8 +113,17 @@ def trainer_options(args: argparse.Namespace, out: Path, device: torch.device) -
         "checkpoint_dir": out / "checkpoints",
         "checkpoint_every": args.checkpoint_every,
         "keep_checkpoints": args.keep_checkpoints,
-        "resume": bool(args.resume),
+        "resume": "force" if args.force_resume else bool(args.resume),
         "nonfinite": "skip" if args.skip_nonfinite else "raise",
         "amp": args.amp,
         "tensorboard": out / "tensorboard" if args.tensorboard else None,
+    }
+
+
+def run_dir_options(args: argparse.Namespace) -> dict[str, bool]:
+    """``prepare_run_dir`` keyword arguments from ``--resume --force-resume --overwrite``."""
+    return {
+        "resume": bool(args.resume) or args.force_resume,
+        "overwrite": args.overwrite,
+        "force_resume": args.force_resume,
     }

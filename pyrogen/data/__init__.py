@@ -64,6 +64,11 @@ def load_dataset(name_or_path: str | os.PathLike, binarize: str = "none") -> Dat
     if binarize not in BINARIZE_CHOICES:
         raise ValueError(f"binarize must be one of {BINARIZE_CHOICES}, got {binarize!r}.")
     key = str(name_or_path)
+    if not key.strip():
+        raise ValueError(
+            f"No data set given (an empty name); give one of {', '.join(sorted(DATASETS))} or a"
+            " directory of MNIST-format idx files."
+        )
     if key in DATASETS:
         dataset = DATASETS[key]()
     elif Path(key).exists():

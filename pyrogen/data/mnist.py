@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pyrogen.data.dataset import Dataset
@@ -37,6 +38,34 @@ def _find(directory: Path, stem: str) -> Path:
     )
 
 
+def _scaled(array: np.ndarray, path: Path) -> torch.Tensor:
+    """Flattened float32 images in [0, 1]: integer pixels 0..255 divided by 255, float pixels
+    already in [0, 1] kept as they are."""
+    flat = torch.as_tensor(array.reshape(len(array), -1), dtype=torch.float32)
+    if not torch.isfinite(flat).all():
+        raise ValueError(f"{path}: the images hold NaN or Inf values.")
+    low, high = float(flat.min()), float(flat.max())
+    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
+        return flat
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"{path}: pixel values range over [{low:g}, {high:g}]; expected integers 0..255 or"
+            " floats in [0, 1]."
+        )
+    return flat / 255.0
+
+
+def _labels(array: np.ndarray, path: Path) -> torch.Tensor:
+    """One integer class label per example."""
+    if array.ndim != 1:
+        raise ValueError(
+            f"{path}: labels have shape {array.shape}; expected one label per example, shape (N,)."
+        )
+    if not np.issubdtype(array.dtype, np.integer) or (len(array) and array.min() < 0):
+        raise ValueError(f"{path}: labels must be non-negative integers (class indices).")
+    return torch.as_tensor(array.astype("int64"))
+
+
 def load_idx_directory(directory: str | os.PathLike, name: str | None = None) -> Dataset:
     """Load the four standard idx files of ``directory`` as a :class:`Dataset`, pixels scaled
     from 0..255 to [0, 1]."""
@@ -57,12 +86,15 @@ def load_idx_directory(directory: str | os.PathLike, name: str | None = None) ->
             f" {tuple(arrays['test_x'].shape[1:])}."
         )
 
+    for key in _STEMS:
+        if len(arrays[key]) == 0:
+            raise ValueError(f"{directory}: {_STEMS[key]} holds no examples.")
+
     def images(key: str) -> torch.Tensor:
-        flat = torch.as_tensor(arrays[key].reshape(len(arrays[key]), -1), dtype=torch.float32)
-        return flat / 255.0
+        return _scaled(arrays[key], directory / _STEMS[key])
 
     def labels(key: str) -> torch.Tensor:
-        return torch.as_tensor(arrays[key].astype("int64"))
+        return _labels(arrays[key], directory / _STEMS[key])
 
     return Dataset(
         name or directory.name,

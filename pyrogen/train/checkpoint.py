@@ -26,6 +26,7 @@ import math
 import os
 import random
 import re
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,21 +45,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT",
+    "RUN_CONTROL_KEYS",
     "VERSION",
     "CheckpointError",
     "Checkpointer",
     "checkpoint_path",
     "checksum",
+    "check_resumable",
     "data_fingerprint",
     "get_param_store_state",
     "get_rng_state",
     "list_checkpoints",
     "load_checkpoint",
     "load_latest",
+    "prune_checkpoints",
     "save_checkpoint",
     "set_param_store_state",
     "set_rng_state",
     "set_seed",
+    "settings_differences",
 ]
 
 Trainer = Any  # pyrogen.train.Trainer (not imported: it imports this module)
@@ -195,10 +200,15 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 
 def save_checkpoint(
-    directory: str | os.PathLike, step: int, state: dict[str, Any], keep: int | None = 3
+    directory: str | os.PathLike,
+    step: int,
+    state: dict[str, Any],
+    keep: int | None = 3,
+    protect: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Write ``state`` (plus format, step and checksum) atomically as ``step-NNNNNNNN.pt`` and
-    delete all but the newest ``keep`` checkpoints (``None``: keep all)."""
+    """Write ``state`` (plus format, step and checksum) atomically as ``step-NNNNNNNN.pt``, then
+    :func:`prune_checkpoints` down to the newest ``keep`` of this run (``None``: keep all), never
+    deleting the file just written nor those in ``protect``."""
     if keep is not None and keep < 1:
         raise ValueError(f"Expected keep >= 1 checkpoints, got {keep}.")
     path = checkpoint_path(directory, step)
@@ -208,10 +218,53 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+    _OWNERS[_file_key(path)] = state.get("run_id")
     if keep is not None:
-        for old in list_checkpoints(directory)[:-keep]:
-            old.unlink(missing_ok=True)
+        prune_checkpoints(directory, keep, state.get("run_id"), protect=[path, *protect])
     return path
+
+
+_OWNERS: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime) -> run_id, verified
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    info = path.stat()
+    return str(path.resolve()), info.st_size, info.st_mtime_ns
+
+
+def _owner(path: Path) -> tuple[bool, str | None]:
+    """``(loads, run_id)`` of a checkpoint file, verified once per file version."""
+    try:
+        key = _file_key(path)
+    except OSError:
+        return False, None
+    if key not in _OWNERS:
+        try:
+            _OWNERS[key] = load_checkpoint(path).get("run_id")
+        except CheckpointError:
+            return False, None
+    return True, _OWNERS[key]
+
+
+def prune_checkpoints(
+    directory: str | os.PathLike,
+    keep: int,
+    run_id: str | None,
+    protect: Iterable[str | os.PathLike] = (),
+) -> list[Path]:
+    """Delete this run's older checkpoints so that its newest ``keep`` remain; return them.
+
+    Only files that load and verify and carry ``run_id`` are counted or deleted: a corrupt file,
+    a stray high-step file or another run's checkpoint never takes the place of a good one and
+    is never deleted. Files in ``protect`` (the one just written, the one resumed from) stay."""
+    kept = {Path(p).resolve() for p in protect}
+    ours = [p for p in list_checkpoints(directory) if _owner(p) == (True, run_id)]
+    deleted = []
+    for old in ours[:-keep] if keep else ours:
+        if old.resolve() not in kept:
+            old.unlink(missing_ok=True)
+            deleted.append(old)
+    return deleted
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -221,7 +274,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, unpickling refused, I/O error
-        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+        reason = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {reason})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyrogen checkpoint.")
     if state.get("version") != VERSION:
@@ -277,19 +331,169 @@ def _callback_states(callbacks: list[Any]) -> dict[str, Any]:
     return states
 
 
+#: Config keys that may change when a run is resumed (how long, where, how it is shown); every
+#: other key of the config (model sizes, objective, learning rate, ...) must match.
+RUN_CONTROL_KEYS = frozenset(
+    {
+        "amp",
+        "checkpoint_every",
+        "command_line",
+        "data",
+        "debug",
+        "device",
+        "epochs",
+        "force_resume",
+        "keep_checkpoints",
+        "no_progress",
+        "num_is_samples",
+        "num_samples",
+        "out",
+        "overwrite",
+        "resume",
+        "run",
+        "skip_nonfinite",
+        "steps",
+        "tensorboard",
+    }
+)
+_TRAINER_KEYS = ("batch_size", "seed")  # world_size may change (reproducible, not identical)
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def settings_differences(
+    saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str] = RUN_CONTROL_KEYS
+) -> list[str]:
+    """``"key=saved, this run has key=current"`` for each setting (nested keys dotted, e.g.
+    ``model.latent_dim``) that differs between two configs, top-level keys in ``ignore``
+    skipped."""
+    ignore = set(ignore)
+    old, new = _flatten(saved), _flatten(current)
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if key.split(".")[0] in ignore or old.get(key, "<unset>") == new.get(key, "<unset>"):
+            continue
+        diffs.append(
+            f"{key}={old.get(key, '<unset>')}, this run has {key}={new.get(key, '<unset>')}"
+        )
+    return diffs
+
+
+def _data_difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    if (saved["num_data"], saved["data_sha256"]) == (current["num_data"], current["data_sha256"]):
+        return None
+    return (
+        f"it was trained on other data ({saved['num_data']} examples, sha256"
+        f" {saved['data_sha256'][:12]}…; this run has {current['num_data']} examples, sha256"
+        f" {current['data_sha256'][:12]}…)"
+    )
+
+
+def compatibility_problems(
+    saved: dict[str, Any], config: dict[str, Any], trainer: dict[str, Any] | None = None
+) -> list[str]:
+    """What keeps the checkpoint ``saved`` from being resumed by a run with ``config`` (and
+    the Trainer settings ``trainer``: batch size, seed, data fingerprint); empty if nothing."""
+    problems = []
+    settings = []
+    if trainer is not None:
+        old = {k: saved["trainer"].get(k) for k in _TRAINER_KEYS}
+        settings += settings_differences(old, {k: trainer.get(k) for k in _TRAINER_KEYS}, ())
+    ignore = RUN_CONTROL_KEYS | (set(_TRAINER_KEYS) if trainer is not None else set())
+    settings += settings_differences(saved.get("config") or {}, config, ignore)
+    if settings:
+        problems.append("it was trained with " + "; ".join(settings))
+    if trainer is not None and (data := _data_difference(saved["trainer"], trainer)):
+        problems.append(data)
+    return problems
+
+
+def _refusal(path: Path, problems: list[str]) -> str:
+    return (
+        f"Cannot resume from {path}: {'; and '.join(problems)}. Resume with the same settings"
+        " and the same training data and preprocessing, give --force-resume (force_resume=True)"
+        " to continue anyway, or train afresh (--overwrite, or a new output directory)."
+    )
+
+
+def _no_valid_checkpoint(directory: Path, paths: list[Path]) -> CheckpointError:
+    reasons = []
+    for path in paths:
+        try:
+            load_checkpoint(path)
+        except CheckpointError as err:
+            reasons.append(f"{path.name}: {str(err).removeprefix(str(path)).strip()}")
+    return CheckpointError(
+        f"Cannot resume: {directory}/ holds {len(paths)} checkpoint file(s) but none loads ("
+        + "; ".join(reasons)
+        + "). Restore a good checkpoint, or train afresh (--overwrite, or a new output"
+        " directory)."
+    )
+
+
+def check_resumable(
+    directory: str | os.PathLike,
+    config: dict[str, Any],
+    data: tuple[torch.Tensor, ...] | None = None,
+    force: bool = False,
+) -> Path | None:
+    """What :meth:`Checkpointer.restore` will check, without a Trainer and before anything is
+    written: the newest valid checkpoint in ``directory`` (``None``: no checkpoint file at all),
+    whose config (and, given ``data``, training data) must match; ``force`` turns a mismatch
+    into a warning.
+
+    :raises CheckpointError: checkpoint files exist but none loads.
+    :raises ValueError: a setting or the data differ (each named), unless ``force``.
+    """
+    directory = Path(directory)
+    paths = list_checkpoints(directory)
+    path, saved = load_latest(directory)
+    if saved is None:
+        if paths:
+            raise _no_valid_checkpoint(directory, paths)
+        return None
+    trainer = None
+    if data is not None:
+        trainer = {
+            **saved["trainer"],
+            "num_data": len(data[0]),
+            "data_sha256": data_fingerprint(*data),
+        }
+    problems = compatibility_problems(saved, config, trainer)
+    if problems and not force:
+        raise ValueError(_refusal(path, problems))
+    if problems:
+        warnings.warn(
+            f"--force-resume: resuming from {path} although {'; and '.join(problems)}.",
+            stacklevel=2,
+        )
+    return path
+
+
 class Checkpointer:
     """Saves a :class:`~pyrogen.train.Trainer`'s run in ``directory`` and restores it.
 
     A checkpoint holds ``trainer.step.state_dict()`` (every tensor the step trains, once), the
     position (step, batches drawn, epoch), the history, every rank's RNG states, the transform's
-    generator, the states of callbacks with a ``state_dict()``, the run's settings and
-    ``config``. Under ``torchrun``, :meth:`save` must be called on every rank (it gathers their
-    RNG states); only rank 0 writes.
+    generator, the states of callbacks with a ``state_dict()``, the run's settings, ``config``
+    and the run's id. Under ``torchrun``, :meth:`save` must be called on every rank (it gathers
+    their RNG states); only rank 0 writes. Only this run's checkpoints that load are pruned
+    (:func:`prune_checkpoints`), never the one resumed from.
 
     :param directory: where ``step-*.pt``, ``history.csv`` and ``history.json`` go.
     :param keep: how many of the newest checkpoints to keep.
-    :param config: JSON-like settings stored in each checkpoint.
-    :param resume: :meth:`start` continues from the newest valid checkpoint.
+    :param config: JSON-like settings stored in each checkpoint; a resume refuses other values
+        (except the :data:`RUN_CONTROL_KEYS`: epochs, steps, output, device, ...).
+    :param resume: :meth:`start` continues from the newest valid checkpoint; ``"force"`` (or
+        ``force_resume=True``): even with other settings or data (a warning names them).
     """
 
     def __init__(
@@ -297,14 +501,20 @@ class Checkpointer:
         directory: str | os.PathLike,
         keep: int = 3,
         config: dict[str, Any] | None = None,
-        resume: bool = False,
+        resume: bool | str = False,
+        force_resume: bool = False,
     ) -> None:
         if keep < 1:
             raise ValueError(f"Expected keep >= 1 checkpoints, got {keep}.")
+        if resume not in (True, False, "force"):
+            raise ValueError(f"Expected resume=True, False or 'force', got {resume!r}.")
         self.directory, self.keep = Path(directory), keep
-        self.config, self.resume = dict(config or {}), resume
+        self.config, self.resume = dict(config or {}), bool(resume)
+        self.force_resume = force_resume or resume == "force"
         self.last_path: Path | None = None  # newest checkpoint written or restored
         self.last_step: int | None = None  # its step
+        self.resumed_from: Path | None = None
+        self.run_id = uuid.uuid4().hex
         self._data: dict[str, Any] = {}
 
     def start(self, trainer: Trainer, state: TrainState, data: Any) -> None:
@@ -316,7 +526,8 @@ class Checkpointer:
             sha = data_fingerprint(*(data if isinstance(data, (tuple, list)) else (data,)))
         num = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
         self._data = {"num_data": num, "data_sha256": sha}
-        self.last_path, self.last_step = None, None
+        self.last_path, self.last_step, self.resumed_from = None, None, None
+        self.run_id = uuid.uuid4().hex
         if self.resume:
             self.restore(trainer, state)
 
@@ -349,21 +560,42 @@ class Checkpointer:
             "callbacks": {name: cb.state_dict() for name, cb in callbacks.items()},
             "trainer": self.settings(trainer, state),
             "config": self.config,
+            "run_id": self.run_id,
         }
-        save_checkpoint(self.directory, state.step, payload, self.keep)
+        protect = [self.resumed_from] if self.resumed_from is not None else []
+        save_checkpoint(self.directory, state.step, payload, self.keep, protect=protect)
         state.history.save(self.directory)
         return self.last_path
 
     def restore(self, trainer: Trainer, state: TrainState) -> bool:
         """Load the newest valid checkpoint into ``trainer.step``, ``state``, the RNGs and the
-        callbacks; ``False`` if there is none."""
+        callbacks; ``False`` if there is no checkpoint file.
+
+        :raises CheckpointError: checkpoint files exist but none loads (each listed with the
+            reason), or the saved tensors do not fit the model.
+        :raises ValueError: the run's settings or data differ (each named), unless forced.
+        """
+        paths = list_checkpoints(self.directory)
         path, saved = load_latest(self.directory)
         if saved is None:
+            if paths:
+                raise _no_valid_checkpoint(self.directory, paths)
             if state.ctx.is_main:
                 print(f"resume: no checkpoint in {self.directory}/; starting from step 0.")
             return False
-        self.check_compatible(path, saved["trainer"], self.settings(trainer, state))
-        trainer.step.load_state_dict(saved["step_state"])
+        self.check_compatible(
+            path, saved, self.settings(trainer, state), self.config, force=self.force_resume
+        )
+        try:
+            trainer.step.load_state_dict(saved["step_state"])
+        except (RuntimeError, KeyError) as err:
+            first = str(err).strip().splitlines()
+            detail = " ".join(line.strip() for line in first[:3])
+            raise CheckpointError(
+                f"Cannot resume from {path}: its tensors do not fit this model ({detail}). Use"
+                " the settings of the saved run, or train afresh (--overwrite, or a new output"
+                " directory)."
+            ) from err
         state.history.records = list(saved["history"])
         state.history.skipped = int(saved["skipped"])
         state.step, state.batches = int(saved["step"]), int(saved["batches"])
@@ -380,28 +612,38 @@ class Checkpointer:
                     " callbacks, or a new output directory."
                 )
             cb.load_state_dict(saved["callbacks"][name])
-        self.last_path, self.last_step = path, state.step
+        self.last_path, self.last_step, self.resumed_from = path, state.step, path
+        self.run_id = saved.get("run_id") or self.run_id
         if state.ctx.is_main:
             print(f"resume: continuing from {path} (step {state.step}).")
+            if state.step >= state.total:
+                warnings.warn(
+                    f"{path} is at step {state.step}, already at or past the requested total of"
+                    f" {state.total} steps: nothing is trained. Ask for more --epochs/--steps to"
+                    " continue training.",
+                    stacklevel=2,
+                )
         return True
 
     @staticmethod
-    def check_compatible(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-        """Refuse (``ValueError``) a resume with another batch size, seed or data set."""
-        for key in ("batch_size", "seed"):
-            if saved[key] != current[key]:
-                raise ValueError(
-                    f"Cannot resume from {path}: it was trained with {key}={saved[key]}, this run"
-                    f" has {key}={current[key]}. Use the same settings, or a new output directory."
-                )
-        if (saved["num_data"], saved["data_sha256"]) != (
-            current["num_data"],
-            current["data_sha256"],
-        ):
-            raise ValueError(
-                f"Cannot resume from {path}: it was trained on other data ({saved['num_data']}"
-                f" examples, sha256 {saved['data_sha256'][:12]}…; this run has"
-                f" {current['num_data']} examples, sha256 {current['data_sha256'][:12]}…)."
-                " Resume with the same training data and preprocessing, or train afresh in a"
-                " new output directory."
+    def check_compatible(
+        path: Path,
+        saved: dict[str, Any],
+        current: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> None:
+        """Refuse (``ValueError``) a resume with another batch size, seed, data set or config
+        setting, naming each; ``force``: warn instead. ``saved`` is a loaded checkpoint (or,
+        as before, its ``"trainer"`` settings)."""
+        if "trainer" not in saved:  # the older check_compatible(path, saved_settings, current)
+            saved = {"trainer": saved, "config": {}}
+            config = {}
+        problems = compatibility_problems(saved, config or {}, current)
+        if problems and not force:
+            raise ValueError(_refusal(path, problems))
+        if problems:
+            warnings.warn(
+                f"force_resume: resuming from {path} although {'; and '.join(problems)}.",
+                stacklevel=2,
             )
