@@ -22,6 +22,8 @@ EXAMPLES = [
     "optimal_discriminator.py --smoke-test",
     "mode_collapse.py --smoke-test",
     "gaussian_mixture.py --smoke-test",
+    "vae_gan.py --smoke-test",
+    "adversarial_autoencoder.py --smoke-test",
 ]
 
 
@@ -104,6 +106,22 @@ def _check_gaussian_mixture(out: str) -> None:
     assert rows["auto+loo"][2] < rows["score+decaying_avg"][2]
 
 
+def _check_vae_gan(out: str) -> None:
+    start, end = re.search(r"-ELBO per image: ([\d.]+) -> ([\d.]+)", out).groups()
+    assert float(end) < float(start) - 5  # measured 35.6 -> 26.0 in 300 steps
+    start, end = re.search(r"generator term \(nsgan\): ([\d.]+) -> ([\d.]+)", out).groups()
+    assert float(end) < float(start)  # measured 0.819 -> 0.758
+    # sharper reconstructions than a VAE at the same budget (measured FCD 14.8 vs 19.0)
+    assert _number(r"VAE-GAN ([\d.]+),", out) < _number(r", VAE ([\d.]+) \(same", out)
+
+
+def _check_aae(out: str) -> None:
+    trained = _number(r"trained AAE ([\d.]+),", out)
+    # measured 0.52 vs untrained 2.52 and VAE 1.84 (700 steps)
+    assert trained < 0.5 * _number(r"untrained ([\d.]+),", out)
+    assert trained < 0.5 * _number(r"VAE ([\d.]+) \(", out)
+
+
 #: What each example must print (beyond exiting 0).
 CHECKS = {
     "vae.py": _check_vae,
@@ -116,6 +134,8 @@ CHECKS = {
     "advi_eight_schools.py": _check_eight_schools,
     "mode_collapse.py": _check_mode_collapse,
     "gaussian_mixture.py": _check_gaussian_mixture,
+    "vae_gan.py": _check_vae_gan,
+    "adversarial_autoencoder.py": _check_aae,
 }
 
 

@@ -1,5 +1,6 @@
 """``pyrogen vae``: train a VAE, evaluate it on the test set, write figures and metrics;
-``--conditional`` trains a conditional VAE p(x | z, y) on the data set's labels instead."""
+``--conditional`` trains a conditional VAE p(x | z, y) on the data set's labels instead, and
+``--model vae-gan|aae`` an auto-encoder with a critic (:mod:`pyrogen.cli.autoencoders`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyro
 import torch
 
 from pyrogen import plot
+from pyrogen.cli import autoencoders
 from pyrogen.cli.common import (
     add_common_arguments,
     add_long_run_arguments,
@@ -28,7 +30,12 @@ from pyrogen.models.likelihoods import LIKELIHOODS
 from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
 
-HELP = "Train a variational auto-encoder and write samples, figures and test metrics."
+HELP = (
+    "Train a variational auto-encoder and write samples, figures and test metrics. --model"
+    " vae-gan adds a critic on data vs. reconstructions (ELBO + λ·GAN loss); --model aae trains"
+    " an adversarial autoencoder whose codes a critic matches to a prior; --conditional trains"
+    " a conditional VAE on the labels."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " the test labels, samples.png shows one row per class and style.png decodes test"
         " images' z as every class (no interpolation / random-walk figures)",
     )
+    autoencoders.add_arguments(parser)
     add_long_run_arguments(parser)
 
 
@@ -80,7 +88,7 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape if len(shape) == 2 else (1, int(torch.tensor(shape).prod()))
 
 
-def _write_figures(vae: VAE, dataset, history, out: Path, seed: int) -> None:
+def _write_figures(vae: VAE, dataset, losses: list[float], out: Path, seed: int) -> None:
     device = next(vae.parameters()).device
     shape = _image_shape(dataset.shape)
     generator = torch.Generator().manual_seed(seed)
@@ -105,7 +113,7 @@ def _write_figures(vae: VAE, dataset, history, out: Path, seed: int) -> None:
     plot.random_walk(vae.decode(walks).transpose(0, 1).cpu(), shape, out / "random_walk.png")
     plot.latent_scatter(codes.cpu(), dataset.test_y, out / "latent.png")
     plot.loss_curve(  # SVIStep(loss_scale=1 / N) already records nats per example
-        history.losses, out / "loss.png", "−ELBO per training example (nats)", "training loss"
+        losses, out / "loss.png", "−ELBO per training example (nats)", "training loss"
     )
 
 
@@ -153,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" else "none"
     get_objective(args.estimator, args.num_particles)  # fail on bad settings before loading data
+    autoencoders.check(args)
     options = trainer_options(args, out, device)
     dataset = load_dataset(args.data, binarize=binarize)
     if args.conditional:
@@ -166,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         num_classes = int(max(train_labels[0].max(), test_labels[0].max())) + 1
         sizes = (args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
         vae = CVAE(dataset.dim, num_classes, *sizes)
+    elif args.model != "vae":
+        vae = autoencoders.build(args, dataset.dim, len(dataset.train_x))
     else:
         vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
     vae.validate(dataset.train_x, *train_labels)
@@ -175,6 +186,12 @@ def run(args: argparse.Namespace) -> int:
     config.pop("run", None)
     if not args.conditional:  # unconditional runs keep the config.json they always had
         config.pop("conditional")
+    for name in ("model", "adv_weight", "adv_loss", "critic_hidden", "prior"):
+        config.pop(name)  # plain VAE runs keep their config.json; the others record them below
+    adversarial = args.model != "vae"
+    if adversarial:
+        adv = autoencoders.settings(args, len(dataset.train_x))
+        config.update(model_type=args.model, **adv)
     config["model"] = vae.config()
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -185,8 +202,11 @@ def run(args: argparse.Namespace) -> int:
             + (f" x {ctx.world_size} processes" if ctx.world_size > 1 else "")
             + f" -> {out}/"
         )
-    loss = get_objective(args.estimator, args.num_particles)
-    step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
+    if adversarial:
+        step = autoencoders.step(vae, args, adv)
+    else:
+        loss = get_objective(args.estimator, args.num_particles)
+        step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
     trainer = Trainer(
         step,
         batch_size=args.batch_size,
@@ -208,7 +228,12 @@ def run(args: argparse.Namespace) -> int:
     if not ctx.is_main:  # rank 0 evaluates and writes the results
         return 0
     save_state(out / "model.pt", vae.state_dict())
-    write_json(out / "history.json", {"loss": history.losses, "skipped": history.skipped})
+    if adversarial:
+        history.save(out)  # every column: loss, neg_elbo / reconstruction, generator, critic_loss
+    else:
+        write_json(out / "history.json", {"loss": history.losses, "skipped": history.skipped})
+    if args.model == "aae":
+        return _finish_aae(vae, dataset, history, out, args, train_seconds)
 
     print(
         f"evaluating on {len(dataset.test_x)} test examples with K={args.num_is_samples}"
@@ -228,11 +253,12 @@ def run(args: argparse.Namespace) -> int:
         num_samples=args.num_is_samples,
         progress=not args.no_progress,
     )
+    losses = history.column("neg_elbo") if adversarial else history.losses
     metrics = {
         "test_elbo": test_elbo,
         "test_log_likelihood": test_ll,
         "num_is_samples": args.num_is_samples,
-        "final_train_loss_per_example": history.losses[-1],
+        "final_train_loss_per_example": losses[-1],
         "steps": len(history),
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - start,
@@ -240,11 +266,13 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.conditional:
         metrics["conditional"] = True  # test_elbo and test_log_likelihood bound log p(x | y)
+    if adversarial:
+        metrics.update(_adversarial_finals(history), model_type=args.model)
     write_json(out / "metrics.json", metrics)
     if args.conditional:
         _write_conditional_figures(vae, dataset, history, out, args.seed)
     else:
-        _write_figures(vae, dataset, history, out, args.seed)
+        _write_figures(vae, dataset, losses, out, args.seed)
     given = " | y" if args.conditional else ""
     print(
         f"test ELBO {test_elbo:.3f} nats, test log p(x{given}) >= {test_ll:.3f} nats (IS, K ="
@@ -254,4 +282,39 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote model.pt, config.json, metrics.json, history.json and {figures} figures to {out}/"
     )
+    return 0
+
+
+def _adversarial_finals(history) -> dict[str, float]:
+    """The adversarial game's last values (generator term, critic loss)."""
+    return {
+        "final_generator_loss": history.column("generator")[-1],
+        "final_critic_loss": history.column("critic_loss")[-1],
+    }
+
+
+def _finish_aae(aae, dataset, history, out: Path, args, train_seconds: float) -> int:
+    """Metrics (test reconstruction error, sliced W1 of test codes to the prior) and figures."""
+    set_seed(args.seed)
+    start = time.perf_counter()
+    device = next(aae.parameters()).device
+    metrics = {
+        **autoencoders.aae_metrics(aae, dataset.test_x.to(device), args.seed),
+        "final_train_reconstruction_per_example": history.column("reconstruction")[-1],
+        **_adversarial_finals(history),
+        "model_type": "aae",
+        "steps": len(history),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "units": "nats per example (test_reconstruction = -log p(x | z = f(x)))",
+    }
+    write_json(out / "metrics.json", metrics)
+    shape = _image_shape(dataset.shape)
+    autoencoders.aae_figures(aae, dataset, history, out, args.seed, shape)
+    print(
+        f"test reconstruction {metrics['test_reconstruction']:.3f} nats, sliced W1 of test codes"
+        f" to the prior {metrics['sliced_w1_codes_to_prior']:.3f}; {len(history)} steps in"
+        f" {train_seconds:.1f} s"
+    )
+    print(f"wrote model.pt, config.json, metrics.json, history.json and 4 figures to {out}/")
     return 0

@@ -5,7 +5,8 @@
   :class:`History` and the built-in callbacks (progress, TensorBoard, checkpoints, signals);
 * :mod:`~pyrogen.train.schedule` — :class:`LRScheduler` (learning-rate schedules per epoch/step);
 * :mod:`~pyrogen.train.validation` — :class:`Validation` (validation ELBO, early stopping);
-* :mod:`~pyrogen.train.steps` — :class:`SVIStep`, :class:`AdversarialStep`, the
+* :mod:`~pyrogen.train.steps` — :class:`SVIStep`, :class:`AdversarialStep`,
+  :func:`vae_gan_step` / :func:`aae_step` (auto-encoders with a critic), the
   :class:`TrainingStep` protocol;
 * :mod:`~pyrogen.train.checkpoint` — :class:`Checkpointer`; atomic, checksummed checkpoint
   files and RNG states;
@@ -28,16 +29,20 @@ from pyrogen.train.checkpoint import Checkpointer
 from pyrogen.train.schedule import LRScheduler
 from pyrogen.train.steps import (
     AdversarialStep,
+    AutoencodingStep,
     Batch,
     NonFiniteError,
     SVIStep,
     TrainingStep,
+    aae_step,
+    vae_gan_step,
 )
 from pyrogen.train.trainer import Trainer, epoch_order, iterate_minibatches, set_seed
 from pyrogen.train.validation import Validation
 
 __all__ = [
     "AdversarialStep",
+    "AutoencodingStep",
     "Batch",
     "Callback",
     "CheckpointEvery",
@@ -54,7 +59,9 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingStep",
     "Validation",
+    "aae_step",
     "epoch_order",
     "iterate_minibatches",
     "set_seed",
+    "vae_gan_step",
 ]

@@ -155,3 +155,66 @@ def test_help_explains_conditional(capsys):
     with pytest.raises(SystemExit):
         main(["vae", "--help"])
     assert "--conditional" in capsys.readouterr().out
+
+
+# --- --model vae-gan / aae ------------------------------------------------------------------
+
+
+def test_vae_gan_model_writes_vae_metrics_and_figures(tmp_path):
+    out = tmp_path / "run"
+    args = ["vae", "--model", "vae-gan", "--out", str(out), *TINY, "--critic-hidden", "8"]
+    assert main([*args, "--adv-weight", "0.5", "--adv-loss", "hinge"]) == 0
+    for name in FILES + ["history.csv"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model_type"] == "vae-gan" and -64 * 2 < metrics["test_elbo"] < 0
+    assert metrics["test_log_likelihood"] >= metrics["test_elbo"]
+    assert {"final_generator_loss", "final_critic_loss"} <= set(metrics)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "vae-gan" and config["adv_loss"] == "hinge"
+    assert config["adv_weight"] == 0.5 and config["adv_weight_sum"] == 0.5 * 1437  # N * λ
+    from pyrogen.models import VAEGAN
+
+    VAEGAN(**config["model"]).load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["neg_elbo"]) == len(history["generator"]) == metrics["steps"]
+
+
+def test_aae_model_with_mixture_prior(tmp_path):
+    out = tmp_path / "run"
+    args = ["vae", "--model", "aae", "--prior", "mixture", "--out", str(out), *TINY]
+    assert main(args) == 0
+    for name in ["samples.png", "reconstructions.png", "codes.png", "loss.png", "model.pt"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model_type"] == "aae" and 0 < metrics["test_reconstruction"] < 64 * 2
+    assert 0 < metrics["sliced_w1_codes_to_prior"] < 10
+    config = json.loads((out / "config.json").read_text())
+    assert config["prior"] == "mixture" and config["adv_weight"] == 2.0
+    assert config["model"]["latent_dim"] == 2 and config["adv_loss"] == "nsgan"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "aae", "--conditional"], "--conditional trains a CVAE"),
+        (["--model", "vae-gan", "--estimator", "iwae"], "drop --estimator"),
+        (["--model", "vae-gan", "--prior", "mixture"], "--prior applies to --model aae"),
+        (["--model", "aae", "--prior", "mixture", "--latent-dim", "3"], "--latent-dim 2"),
+        (["--adv-weight", "3"], "--adv-weight only apply to --model"),
+        (["--prior", "gaussian", "--adv-loss", "wgan"], "--adv-loss, --prior only apply"),
+        (["--model", "aae", "--adv-weight", "-1"], "--adv-weight must be >= 0"),
+    ],
+)
+def test_combinations_that_do_not_apply_are_refused(args, message, tmp_path, capsys):
+    assert main(["vae", "--out", str(tmp_path / "r"), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before writing anything
+
+
+def test_help_explains_the_models(capsys):
+    with pytest.raises(SystemExit):
+        main(["vae", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "vae-gan" in text and "adversarial autoencoder" in text and "--adv-weight" in text

@@ -8,13 +8,14 @@ import pyro.poutine as poutine
 import pytest
 import torch
 import torch.nn.functional as F
-from pyro.infer import SVI, TraceMeanField_ELBO
+from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import sliced_wasserstein
 from pyrogen.infer import NonSaturatingGAN
 from pyrogen.infer.autoencoding import aae_loss, reconstruction_loss
 from pyrogen.models import VAE, AdversarialAutoencoder, gaussian_mixture_prior
+from pyrogen.train import SVIStep, Trainer, aae_step, set_seed
 
 
 def small(**kwargs):
@@ -121,42 +122,44 @@ def test_priors_distribution_or_sampler_and_errors():
     assert rebuilt.encoder_kind == "gaussian"
 
 
-@pytest.mark.slow  # ~18 s: 1500 AAE steps and 1500 VAE steps
-def test_codes_match_the_mixture_prior_better_than_untrained_and_vae():
-    """Digits, 2-D codes, the paper's 10-Gaussian circle prior: after alternating training
-    (critic: prior samples vs codes; encoder/decoder: reconstruction + λ · nsgan) the test codes
-    are closer in sliced W1 to the prior than the untrained encoder's and a VAE's guide means."""
-    pyro.set_rng_seed(0)
+def _sliced_w1_untrained_aae_vae(aae_steps, vae_steps):
+    """Sliced W1 of the digits test codes to the 10-Gaussian circle prior: an untrained encoder,
+    an AAE trained by aae_step + Trainer (critic: prior samples vs. codes; encoder/decoder:
+    reconstruction + λ · nsgan), and a VAE's guide means (SVIStep + Trainer)."""
     data = load_dataset("digits")
-    x_train, n, batch, steps = data.train_x, len(data.train_x), 128, 1500
+    x_train, n = data.train_x, len(data.train_x)
+    set_seed(0)
     prior = gaussian_mixture_prior()
     reference = prior.sample((2000,))
     aae = AdversarialAutoencoder(
         64, 2, hidden=(128,), prior=prior, num_data=n, critic_hidden=(64, 64)
     )
     w_untrained = sliced_wasserstein(aae.encode(data.test_x), reference)
-    loss = aae_loss(aae, adv_weight=3000.0)  # ≈ 2 per example: the reconstruction is a sum
-    adv = loss.terms[1][1]
-    svi = SVI(aae.model, aae.guide, pyro.optim.Adam({"lr": 1e-3}), loss)
-    critic_opt = torch.optim.Adam(aae.critic.parameters(), lr=1e-3)
-    for _ in range(steps):
-        x = x_train[torch.randint(n, (batch,))]
-        real = aae.prior_sample(batch)
-        critic_loss = adv.critic_terms(aae.model, aae.guide, x, real=real)["critic_loss"]
-        critic_opt.zero_grad()
-        critic_loss.backward()
-        critic_opt.step()
-        svi.step(x)
+    step = aae_step(aae, adv_weight=3000.0)  # ≈ 2 per example: the reconstruction is a sum
+    history = Trainer(step, batch_size=128, steps=aae_steps, seed=0, progress=False).fit(x_train)
+    assert len(history.column("reconstruction")) == aae_steps
     w_aae = sliced_wasserstein(aae.encode(data.test_x), reference)
 
     pyro.clear_param_store()
     vae = VAE(64, 2, hidden=(128,), num_data=n)
-    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), TraceMeanField_ELBO())
-    for _ in range(steps):
-        svi.step(x_train[torch.randint(n, (batch,))])
+    step = SVIStep(vae.model, vae.guide, TraceMeanField_ELBO(), lr=1e-3)
+    Trainer(step, batch_size=128, steps=vae_steps, seed=0, progress=False).fit(x_train)
     w_vae = sliced_wasserstein(vae.encode(data.test_x)[0], reference)
     print(f"SW1 to the prior: untrained {w_untrained:.3f}, AAE {w_aae:.3f}, VAE {w_vae:.3f}")
-    assert w_aae < 0.6 * w_untrained and w_aae < 0.6 * w_vae
+    return w_untrained, w_aae, w_vae
+
+
+def test_codes_approach_the_mixture_prior_fast():
+    """700 AAE steps (~6 s; measured SW1 untrained 2.52, AAE 0.43, VAE 1.83 at 300 steps)."""
+    w_untrained, w_aae, w_vae = _sliced_w1_untrained_aae_vae(700, 300)
+    assert w_aae < 0.5 * w_untrained and w_aae < 0.5 * w_vae
+
+
+@pytest.mark.slow  # ~20 s: 1500 AAE steps and 1500 VAE steps
+def test_codes_match_the_mixture_prior_better_than_untrained_and_vae():
+    """The issue's test (measured SW1: untrained 2.52, AAE 0.32, VAE 1.81)."""
+    w_untrained, w_aae, w_vae = _sliced_w1_untrained_aae_vae(1500, 1500)
+    assert w_aae < 0.25 * w_untrained and w_aae < 0.25 * w_vae
 
 
 def test_plot_codes_over_prior(tmp_path):

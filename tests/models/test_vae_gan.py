@@ -11,6 +11,7 @@ from pyrogen.data import load_dataset
 from pyrogen.infer import NonSaturatingGAN, adversarial_loss
 from pyrogen.infer.autoencoding import vae_gan_loss
 from pyrogen.models import VAE, VAEGAN
+from pyrogen.train import Trainer, vae_gan_step
 
 
 def small(seed=0, **kwargs):
@@ -85,31 +86,34 @@ def test_pointing_the_loss_at_the_observed_data_is_refused(name):
         adv.critic_terms(vg.model, vg.guide, x, real=x)
 
 
-def test_alternating_training_on_digits_decreases_both_terms():
-    """The issue's test: critic steps (torch optimizer on the critic loss) alternate with SVI
-    steps on ELBO + λ · nsgan; both the ELBO term and the generator term go down."""
-    pyro.set_rng_seed(0)
+def test_training_on_digits_through_the_step_and_trainer_decreases_both_terms():
+    """The issue's test, on the product path: vae_gan_step (an AdversarialStep: critic update on
+    data vs. reconstructions, then an encoder/decoder update on ELBO + λ · nsgan) driven by the
+    Trainer; both the -ELBO term and the generator term go down from their start."""
     data = load_dataset("digits").train_x
-    n, batch, steps, window = len(data), 128, 300, 50
+    n, window = len(data), 50
     vg = VAEGAN(64, 8, hidden=(128,), num_data=n, critic_hidden=(64,))
-    loss = vae_gan_loss(vg, adv_weight=10_000.0)  # ≈ 7 per example (the ELBO is a data-set sum)
-    elbo, adv = loss.terms[0][1], loss.terms[1][1]
-    svi = SVI(vg.model, vg.guide, pyro.optim.Adam({"lr": 1e-3}), loss)
-    critic_opt = torch.optim.Adam(vg.critic.parameters(), lr=1e-3)
-    elbos, gens = [], []
-    for _ in range(steps):
-        x = data[torch.randint(n, (batch,))]
-        critic_loss = adv.critic_terms(vg.model, vg.guide, x, real=x)["critic_loss"]
-        critic_opt.zero_grad()
-        critic_loss.backward()
-        critic_opt.step()
-        elbos.append(elbo.loss(vg.model, vg.guide, x) / n)
-        gens.append(adv.loss(vg.model, vg.guide, x))
-        svi.step(x)
-    e, g = np.array(elbos), np.array(gens)
+    step = vae_gan_step(vg, adv_weight=7.0 * n)  # ≈ 7 per example (the ELBO is a data-set sum)
+    history = Trainer(step, batch_size=128, steps=300, seed=0, progress=False).fit(data)
+    e, g = np.array(history.column("neg_elbo")), np.array(history.column("generator"))
+    assert len(e) == len(g) == 300 and len(history.column("critic_loss")) == 300
     print(
         f"-ELBO/example {e[:window].mean():.2f} -> {e[-window:].mean():.2f};"
         f" generator term {g[:window].mean():.3f} -> {g[-window:].mean():.3f}"
     )
     assert e[-window:].mean() < e[:window].mean() - 5
     assert g[-window:].mean() < g[:window].mean()
+
+
+def test_step_records_the_terms_of_the_composed_loss():
+    """The recorded terms are those of the composed loss on the update's batch: -ELBO per
+    example and the generator term, whose weighted sum is the step's loss."""
+    vg, x = small(num_data=40), torch.rand(8, 6)
+    step = vae_gan_step(vg, adv_weight=3.0)
+    record = step(x, x)
+    assert set(record) >= {"loss", "critic_loss", "neg_elbo", "generator"}
+    # TraceMeanField_ELBO's -ELBO with num_data=40 is a sum over 40 examples; the record is per
+    # example, so loss = 40 * neg_elbo + 3 * generator
+    assert record["loss"] == pytest.approx(40 * record["neg_elbo"] + 3 * record["generator"])
+    assert step.loss.site == "x_rec" and step.loss.critic is vg.critic and step.guide == vg.guide
+    assert step.critic_steps == 1 and step.lr == 1e-3 and step.betas == (0.9, 0.999)

@@ -1,18 +1,23 @@
 """Training steps: one parameter update per call of the :class:`~pyrogen.train.Trainer`.
 
 :class:`SVIStep` is Pyro's SVI update; :class:`AdversarialStep` alternates k critic updates and one
-generator update. Both follow the :class:`TrainingStep` protocol, which users' own steps can follow
-too.
+generator update; :func:`vae_gan_step` and :func:`aae_step` build one for the VAE-GAN and the
+adversarial autoencoder. All follow the :class:`TrainingStep` protocol, which users' own
+steps can follow too.
 """
 
 from pyrogen.train.steps.adversarial import AdversarialStep
+from pyrogen.train.steps.autoencoding import AutoencodingStep, aae_step, vae_gan_step
 from pyrogen.train.steps.base import Batch, NonFiniteError, TrainingStep
 from pyrogen.train.steps.svi import SVIStep
 
 __all__ = [
     "AdversarialStep",
+    "AutoencodingStep",
     "Batch",
     "NonFiniteError",
     "SVIStep",
     "TrainingStep",
+    "aae_step",
+    "vae_gan_step",
 ]
