@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyro
 import torch
@@ -19,6 +21,7 @@ from pyrogen.cli.common import (
     add_long_run_arguments,
     resolve_device,
     resolve_out,
+    run_dir_options,
     trainer_options,
 )
 from pyrogen.data import load_dataset
@@ -29,6 +32,7 @@ from pyrogen.models.latent import interpolate, random_walk
 from pyrogen.models.likelihoods import LIKELIHOODS
 from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
+from pyrogen.train.rundir import RunDir, prepare_run_dir
 
 HELP = (
     "Train a variational auto-encoder and write samples, figures and test metrics. --model"
@@ -104,7 +108,10 @@ def _write_figures(vae: VAE, dataset, losses: list[float], out: Path, seed: int)
         test[:30].cpu(), vae.reconstruct(test[:30]).cpu(), shape, out / "reconstructions.png"
     )
     codes = vae.encode(test)[0]
-    pairs = torch.randperm(len(test), generator=generator)[:12].view(6, 2).to(device)
+    if len(test) >= 12:
+        pairs = torch.randperm(len(test), generator=generator)[:12].view(6, 2).to(device)
+    else:  # a tiny test set: pairs drawn with repeats
+        pairs = torch.randint(len(test), (6, 2), generator=generator).to(device)
     lines = interpolate(codes[pairs[:, 0]], codes[pairs[:, 1]], steps=10)  # (10, 6, L)
     frames = vae.decode(lines).transpose(0, 1)  # (6, 10, D)
     plot.interpolation(frames.cpu(), shape, out / "interpolation.png")
@@ -154,7 +161,40 @@ def _check_labels(dataset) -> None:
         )
 
 
+@dataclass
+class _Run:
+    """Everything a ``pyrogen vae`` run needs, built and checked before its directory is
+    touched."""
+
+    ctx: distributed.Context
+    device: torch.device
+    out: Path
+    dataset: Any
+    binarize: str
+    vae: VAE
+    trainer: Trainer
+    train_labels: tuple[torch.Tensor, ...]
+    test_labels: tuple[torch.Tensor, ...]
+    config: dict
+
+
 def run(args: argparse.Namespace) -> int:
+    """Build the run (every check), prepare ``--out`` (refuses another run unless ``--resume``
+    or ``--overwrite``, locks it, writes config.json), then train, evaluate and report."""
+    r = _build(args)
+    run_dir = prepare_run_dir(
+        r.out,
+        command="vae",
+        config=r.config,
+        data=(r.dataset.train_x, *r.train_labels),
+        is_main=r.ctx.is_main,
+        **run_dir_options(args),
+    )
+    with run_dir:
+        return _train_and_report(args, r, run_dir)
+
+
+def _build(args: argparse.Namespace) -> _Run:
     ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/vae")
     binarize = args.binarize
@@ -183,30 +223,20 @@ def run(args: argparse.Namespace) -> int:
     vae.validate(dataset.test_x, *test_labels)
     vae.to(device)
     config = {"command": "vae", **vars(args), "binarize": binarize, "out": str(out)}
-    config.pop("run", None)
+    for name in ("run", "debug", "overwrite", "force_resume"):
+        config.pop(name, None)  # how to run, not what: a resume may change them
     if not args.conditional:  # unconditional runs keep the config.json they always had
         config.pop("conditional")
     for name in ("model", "adv_weight", "adv_loss", "critic_hidden", "prior"):
         config.pop(name)  # plain VAE runs keep their config.json; the others record them below
-    adversarial = args.model != "vae"
-    if adversarial:
+    if args.model != "vae":
         adv = autoencoders.settings(args, len(dataset.train_x))
         config.update(model_type=args.model, **adv)
-    config["model"] = vae.config()
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", config)
-        print(
-            f"pyrogen vae: {dataset.name} ({len(dataset.train_x)} train / {len(dataset.test_x)}"
-            f" test, {dataset.dim} features, binarize={binarize}) on {device}"
-            + (f" x {ctx.world_size} processes" if ctx.world_size > 1 else "")
-            + f" -> {out}/"
-        )
-    if adversarial:
         step = autoencoders.step(vae, args, adv)
     else:
         loss = get_objective(args.estimator, args.num_particles)
         step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
+    config["model"] = vae.config()
     trainer = Trainer(
         step,
         batch_size=args.batch_size,
@@ -217,16 +247,33 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         **options,
     )
+    return _Run(
+        ctx, device, out, dataset, binarize, vae, trainer, train_labels, test_labels, config
+    )
+
+
+def _train_and_report(args: argparse.Namespace, r: _Run, run_dir: RunDir) -> int:
+    dataset, vae, out, adversarial = r.dataset, r.vae, r.out, args.model != "vae"
+    if r.ctx.is_main:
+        print(
+            f"pyrogen vae: {dataset.name} ({len(dataset.train_x)} train / {len(dataset.test_x)}"
+            f" test, {dataset.dim} features, binarize={r.binarize}) on {r.device}"
+            + (f" x {r.ctx.world_size} processes" if r.ctx.world_size > 1 else "")
+            + f" -> {out}/"
+        )
     start = time.perf_counter()
     try:
-        history = trainer.fit(dataset.train_x.to(device), *(y.to(device) for y in train_labels))
+        history = r.trainer.fit(
+            dataset.train_x.to(r.device), *(y.to(r.device) for y in r.train_labels)
+        )
     except TrainingInterrupted as stop:
-        if ctx.is_main:
+        if r.ctx.is_main:
             print(f"pyrogen vae: {stop}", file=sys.stderr)
         return 130
     train_seconds = time.perf_counter() - start
-    if not ctx.is_main:  # rank 0 evaluates and writes the results
+    if not r.ctx.is_main:  # rank 0 evaluates and writes the results
         return 0
+    run_dir.ensure()
     save_state(out / "model.pt", vae.state_dict())
     if adversarial:
         history.save(out)  # every column: loss, neg_elbo / reconstruction, generator, critic_loss
@@ -234,7 +281,11 @@ def run(args: argparse.Namespace) -> int:
         write_json(out / "history.json", {"loss": history.losses, "skipped": history.skipped})
     if args.model == "aae":
         return _finish_aae(vae, dataset, history, out, args, train_seconds)
+    return _evaluate_and_report(args, r, history, train_seconds)
 
+
+def _evaluate_and_report(args: argparse.Namespace, r: _Run, history, train_seconds: float) -> int:
+    dataset, vae, out, adversarial = r.dataset, r.vae, r.out, args.model != "vae"
     print(
         f"evaluating on {len(dataset.test_x)} test examples with K={args.num_is_samples}"
         " importance samples ..."
@@ -249,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     test_elbo, test_ll = elbo_and_log_likelihood(
         vae,
         dataset.test_x,
-        *test_labels,
+        *r.test_labels,
         num_samples=args.num_is_samples,
         progress=not args.no_progress,
     )

@@ -1,18 +1,14 @@
 """Issue 14 at the command line: one-line errors with exit codes, --debug, seed range, and the
-run directory contract once a command calls prepare_run_dir (until then those tests xfail)."""
+run directory contract of prepare_run_dir."""
 
-import inspect
 import json
 
 import pytest
 
-import pyrogen.cli.vae as vae_cli
 from pyrogen.cli import main
 from pyrogen.train import checkpoint as ckpt
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--num-is-samples", "2", "--no-progress"]
-WIRED = "prepare_run_dir" in inspect.getsource(vae_cli)
-wired = pytest.mark.xfail(not WIRED, reason="pyrogen vae does not call prepare_run_dir yet")
 
 
 def _one_line_error(capsys, code, result):
@@ -61,7 +57,6 @@ def test_an_empty_data_name_is_refused(tmp_path, capsys):
     assert "No data set given" in line
 
 
-@wired
 def test_a_fresh_run_into_a_finished_run_is_refused(tmp_path, capsys):
     out = str(tmp_path / "r")
     assert main(["vae", "--out", out, "--epochs", "1", *TINY]) == 0
@@ -73,7 +68,6 @@ def test_a_fresh_run_into_a_finished_run_is_refused(tmp_path, capsys):
     assert after == before
 
 
-@wired
 def test_a_refused_resume_keeps_the_run_loadable(tmp_path, capsys):
     """`--resume --latent-dim 3` on a latent-2 run: refused, config.json unchanged."""
     out = tmp_path / "r"
@@ -96,7 +90,6 @@ def test_resume_with_corrupt_checkpoints_is_refused(tmp_path, capsys):
     assert "but none loads" in _one_line_error(capsys, 2, main(args))
 
 
-@wired
 def test_overwrite_replaces_and_out_that_is_a_file_is_refused(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["vae", "--out", str(out), "--epochs", "1", *TINY]) == 0
