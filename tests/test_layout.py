@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent / "pyrogen"
 #: Layer of each top-level package: a module may import its own package or a lower layer only.
 LAYERS = {"data": 0, "nn": 0, "plot": 0, "models": 1, "infer": 2, "evaluate": 3, "train": 3}
 LAYERS["cli"] = 4
+LAYERS[""] = 5  # the package root re-exports the public entry points (pyrogen.load_run)
 
 
 def _module_name(path: Path) -> str:
@@ -33,7 +34,8 @@ def _imports(path: Path) -> set[str]:
             else:
                 module = node.module or ""
             if module.startswith("pyrogen"):
-                found.add(module)
+                if module != "pyrogen":  # `from pyrogen import plot` imports pyrogen.plot
+                    found.add(module)
                 found |= {f"{module}.{a.name}" for a in node.names}
     modules = {_module_name(p) for p in ROOT.rglob("*.py")}
     return {m for m in found if m in modules}

@@ -24,6 +24,7 @@ from pyrogen.cli.common import (
     run_dir_options,
     trainer_options,
 )
+from pyrogen.cli.runs import FORMAT_VERSION
 from pyrogen.data import load_dataset
 from pyrogen.evaluate import elbo_and_log_likelihood
 from pyrogen.infer import OBJECTIVES, get_objective
@@ -223,6 +224,7 @@ def _build(args: argparse.Namespace) -> _Run:
     vae.validate(dataset.test_x, *test_labels)
     vae.to(device)
     config = {"command": "vae", **vars(args), "binarize": binarize, "out": str(out)}
+    config["format_version"] = FORMAT_VERSION  # of config.json + model.pt, read by load_run
     for name in ("run", "debug", "overwrite", "force_resume"):
         config.pop(name, None)  # how to run, not what: a resume may change them
     if not args.conditional:  # unconditional runs keep the config.json they always had

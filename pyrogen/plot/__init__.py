@@ -14,6 +14,7 @@ from pyrogen.plot.vae import (
     interpolation,
     latent_scatter,
     loss_curve,
+    loss_curves,
     random_walk,
     reconstructions,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "interpolation",
     "latent_scatter",
     "loss_curve",
+    "loss_curves",
     "plot_codes_over_prior",
     "plot_density_1d",
     "plot_losses",

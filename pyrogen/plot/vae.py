@@ -69,6 +69,21 @@ def latent_scatter(
     finish(fig, path)
 
 
+def loss_curves(
+    curves: dict[str, Sequence[float]], path: str | os.PathLike, ylabel: str = "training loss"
+) -> None:
+    """Several runs' losses per step overlaid, each smoothed over ~2 % of its run."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, losses in curves.items():
+        losses = np.asarray(losses, dtype=np.float64)
+        window = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window - 1, len(losses)), smooth, lw=1.2, label=name)
+    ax.set(xlabel="step", ylabel=ylabel, title="mean of ~2 % of each run's steps")
+    ax.legend()
+    finish(fig, path)
+
+
 def loss_curve(
     losses: Sequence[float],
     path: str | os.PathLike,

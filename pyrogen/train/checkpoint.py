@@ -343,6 +343,7 @@ RUN_CONTROL_KEYS = frozenset(
         "device",
         "epochs",
         "force_resume",
+        "format_version",
         "keep_checkpoints",
         "no_progress",
         "num_is_samples",
