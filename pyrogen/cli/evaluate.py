@@ -25,7 +25,9 @@ HELP = "Evaluate a finished run on test data (default: the run's own) without re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="the run directory (the --out of pyrogen vae / pyrogen gan)")
+    parser.add_argument(
+        "run_dir", metavar="RUN", help="the run directory (the --out of pyrogen vae / pyrogen gan)"
+    )
     parser.add_argument("--data", default=None, help="test data (default: the run's --data)")
     parser.add_argument(
         "--num-is-samples", type=int, default=None, help="K for log p(x) (default: the run's)"

@@ -16,7 +16,9 @@ HELP = "Draw new examples from a finished run (no retraining): an image grid and
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="the run directory (the --out of pyrogen vae / pyrogen gan)")
+    parser.add_argument(
+        "run_dir", metavar="RUN", help="the run directory (the --out of pyrogen vae / pyrogen gan)"
+    )
     parser.add_argument("--num-samples", type=int, default=100, help="how many examples")
     parser.add_argument("--out", default=None, help="image grid to write (e.g. grid.png)")
     parser.add_argument("--npy", default=None, help="also write the examples to this .npy file")
