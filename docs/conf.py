@@ -1,5 +1,15 @@
 """Sphinx configuration: user guide pages in Markdown (MyST) and an API reference by autodoc."""
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_figures  # noqa: E402
+
+# The guide's figures come from the examples: make whichever are missing (docs/figures/, not
+# committed; `python docs/make_figures.py --force` remakes them all).
+make_figures.build()
+
 project = "pyrogen"
 author = "the pyrogen developers"
 extensions = [
@@ -12,7 +22,7 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "figures"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 html_theme = "alabaster"
