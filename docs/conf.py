@@ -12,6 +12,7 @@ make_figures.build()
 
 project = "pyrogen"
 author = "the pyrogen developers"
+copyright = "the pyrogen developers"
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
@@ -26,4 +27,6 @@ exclude_patterns = ["_build", "figures"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 html_theme = "alabaster"
+# Wide enough for the guide's 100-column code blocks and the figures.
+html_theme_options = {"page_width": "1240px", "sidebar_width": "250px", "body_max_width": "none"}
 suppress_warnings = ["myst.xref_missing"]
