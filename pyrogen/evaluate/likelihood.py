@@ -242,6 +242,23 @@ def log_likelihood(
     A lower bound in expectation that approaches :math:`\log p(x)` as K grows; always at least the
     ELBO computed from the same particles. Arguments as in :func:`elbo` (``log_likelihood(cvae,
     x, y, num_samples=K)``).
+
+    With the exact posterior as the guide every weight equals :math:`p(x)`, so the estimate is
+    exact: for :math:`z \sim \mathcal N(0, 1)`, :math:`x \mid z \sim \mathcal N(z, 1)`,
+    :math:`p(x) = \mathcal N(x; 0, 2)` and :math:`p(z \mid x) = \mathcal N(x/2, 1/2)`.
+
+    >>> import pyro, torch, pyro.distributions as dist
+    >>> def model(x):
+    ...     with pyro.plate("data", len(x)):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):
+    ...     with pyro.plate("data", len(x)):
+    ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> x = torch.tensor([0.0, 1.0, -2.0])
+    >>> estimate = log_likelihood(model, x, guide=guide, num_samples=10, reduction="none")
+    >>> torch.allclose(estimate, dist.Normal(0.0, 2.0**0.5).log_prob(x))
+    True
     """
     defaults = {"num_samples": 5000, "batch_size": 100, "reduction": "mean"}
     opts = {"num_samples": num_samples, "batch_size": batch_size, "reduction": reduction}

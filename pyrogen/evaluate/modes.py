@@ -56,6 +56,14 @@ def mode_coverage(
     :param threshold: a sample is high quality within ``threshold * sigma`` of its nearest centre.
     :returns: dict with ``modes`` (int), ``high_quality`` (float in [0, 1]), ``reverse_kl``
         (float), ``num_modes`` (K) and ``counts`` (high-quality samples per mode, a list).
+
+    >>> import torch
+    >>> centers = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    >>> collapsed = mode_coverage(centers[[0, 0, 0, 0]], centers, sigma=0.1)
+    >>> collapsed["modes"], collapsed["high_quality"], collapsed["counts"]
+    (1, 1.0, [4, 0])
+    >>> round(mode_coverage(centers[[0, 0, 1, 1]], centers, sigma=0.1)["reverse_kl"], 6)
+    0.0
     """
     if not sigma > 0:
         raise ValueError(f"Expected sigma > 0, got {sigma}.")

@@ -119,6 +119,16 @@ def gradient_penalty(
     example (Gulrajani et al., 2017). Differentiable in the critic's parameters; uses the first
     ``min(len(real), len(fake))`` pairs. For a linear critic :math:`d(x) = w^\top x + b` it equals
     :math:`(\|w\|_2 - 1)^2`.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> with torch.no_grad():
+    ...     _ = linear.weight.copy_(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
+    >>> def critic(x):
+    ...     return linear(x).squeeze(-1)
+    >>> penalty = gradient_penalty(critic, torch.randn(16, 2), torch.randn(16, 2))
+    >>> float(penalty.detach())  # (5 - 1)^2
+    16.0
     """
     n = min(len(real), len(fake))
     shape = (n,) + (1,) * (real.dim() - 1)
@@ -277,6 +287,23 @@ class MinimaxGAN(AdversarialLoss):
     :math:`\mathbb{E}_g \log(1 - D(g(z)))`, which saturates (vanishing gradient) when D rejects
     the generated samples confidently. The reported ``"value"`` is V (optimum
     :math:`2\,\mathrm{JSD}(p_r \| p_g) - \log 4`).
+
+    A critic that cannot tell data from samples (:math:`D = 1/2` everywhere) is at the
+    equilibrium: :math:`V = -\log 4` and the generator part is :math:`\log \tfrac12`.
+
+    >>> import pyro, torch, pyro.distributions as dist
+    >>> def generator(n):  # a Pyro program recording x = g(z) at the site "x"
+    ...     with pyro.plate("data", n):
+    ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    ...         return pyro.deterministic("x", 2 * z, event_dim=1)
+    >>> def undecided(x):
+    ...     return torch.zeros(len(x))  # d = 0, D = sigmoid(0) = 1/2
+    >>> gan = MinimaxGAN(undecided)
+    >>> terms = gan.critic_terms(generator, None, real=torch.randn(8, 2))
+    >>> round(float(terms["critic_loss"]), 4), round(float(terms["value"]), 4)
+    (1.3863, -1.3863)
+    >>> round(float(gan(generator, None, 8)), 4)  # generator part, log(1 - 1/2)
+    -0.6931
     """
 
     name = "gan"

@@ -60,11 +60,18 @@ class VAE(PyroModule):
     :param num_data: size of the training set, for the data plate's subsampling scale; ``None``
         means the batch is the whole data set.
 
-    Example::
+    Its ``model(x)`` and ``guide(x)`` are ordinary Pyro programs for ``SVI`` (or
+    :class:`pyrogen.train.SVIStep`); encode, decode and sample work on batches:
 
-        vae = VAE(data_dim=64, latent_dim=2)
-        svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}),
-                             pyro.infer.TraceMeanField_ELBO())
+    >>> import pyro, torch
+    >>> vae = VAE(data_dim=64, latent_dim=2, hidden=[32], num_data=1000)
+    >>> svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}),
+    ...                      pyro.infer.TraceMeanField_ELBO())
+    >>> x = torch.bernoulli(torch.full((8, 64), 0.5))
+    >>> loss = svi.step(x)  # -ELBO of the batch, scaled to the 1000 training examples
+    >>> loc, scale = vae.encode(x)  # mean and std of q(z | x)
+    >>> loc.shape, vae.decode(loc).shape, vae.sample(5).shape
+    (torch.Size([8, 2]), torch.Size([8, 64]), torch.Size([5, 64]))
     """
 
     def __init__(
