@@ -41,6 +41,7 @@ def main(args: argparse.Namespace) -> None:
     print(f"feature classifier accuracy on the real test digits: {clf.accuracy:.3f}")
     cov = class_coverage(samples, clf, real_labels=data.train_y)
     print("share of samples per class: " + " ".join(f"{q:.3f}" for q in cov["histogram"]))
+    print(f"classes drawn at least once: {cov['covered']}/10")
     print(f"classes holding 5-15% of the samples: {cov['in_band'] * 10:.0f}/10")
     print(f"KL(sample classes || data classes): {cov['kl']:.4f}")
     half = len(data.test_x) // 2
