@@ -3,7 +3,11 @@
 Defaults are :data:`pyrogen.train.presets.TOY_DEFAULTS` for toy data (non-saturating GAN,
 PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 generator steps, plus
 the network sizes, the late learning-rate decay and the generator EMA listed there;
-``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images.
+``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images: the DCGAN
+generator and critic of :mod:`pyrogen.nn.conv` (``--arch conv``, base 32 channels), non-saturating
+loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 3000 steps (``benchmarks/image_gan.py``).
+``--arch mlp`` on images uses MLPs of ``--hidden`` units instead. Image runs add class coverage,
+precision and recall in classifier features to metrics.json.
 ``--loss wgan|wgan-gp`` switches to the papers' optimizers. ``--conditional`` trains the
 conditional GAN of Mirza & Osindero (2014), ``g(z, y)`` against ``d(x, y)``, on the data set's
 class labels.
