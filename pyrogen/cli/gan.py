@@ -3,7 +3,11 @@
 Defaults are :data:`pyrogen.train.presets.TOY_DEFAULTS` for toy data (non-saturating GAN,
 PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 generator steps, plus
 the network sizes, the late learning-rate decay and the generator EMA listed there;
-``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images.
+``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images: the DCGAN
+generator and critic of :mod:`pyrogen.nn.conv` (``--arch conv``, base 32 channels), non-saturating
+loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 3000 steps (``benchmarks/image_gan.py``).
+``--arch mlp`` on images uses MLPs of ``--hidden`` units instead. Image runs add class coverage,
+precision and recall in classifier features to metrics.json.
 ``--loss wgan|wgan-gp`` switches to the papers' optimizers. ``--conditional`` trains the
 conditional GAN of Mirza & Osindero (2014), ``g(z, y)`` against ``d(x, y)``, on the data set's
 class labels.
@@ -34,9 +38,10 @@ from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
 from pyrogen.infer.adversarial import LOSSES
 from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic, ProjectionCritic
+from pyrogen.nn.conv import ConvCritic, ConvGeneratorNet
 from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
-from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS
+from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS, GANDefaults
 
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
 
@@ -44,8 +49,26 @@ HELP = "Train a generative adversarial network and write samples, figures and sa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_data="ring8")
     toy, image = TOY_DEFAULTS, IMAGE_DEFAULTS
-    parser.add_argument("--loss", choices=sorted(LOSSES), default=toy.loss)
-    parser.add_argument("--steps", type=int, default=toy.steps, help="generator updates")
+    parser.add_argument(
+        "--arch",
+        choices=["mlp", "conv"],
+        default=None,
+        help=f"networks: mlp (--hidden) or conv, the DCGAN generator and critic of"
+        f" pyrogen.nn.conv (--base-channels; images only) (default: {toy.arch} toy,"
+        f" {image.arch} images)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=sorted(LOSSES),
+        default=None,
+        help=f"default: {toy.loss} toy, {image.loss} images",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"generator updates (default: {toy.steps} toy, {image.steps} images)",
+    )
     parser.add_argument(
         "--critic-steps",
         type=int,
@@ -53,7 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="critic updates per generator update k"
         " (default: the loss's paper value: 1 for gan/nsgan/hinge, 5 for wgan/wgan-gp)",
     )
-    parser.add_argument("--batch-size", type=int, default=toy.batch_size)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"default: {toy.batch_size} toy, {image.batch_size} images",
+    )
     parser.add_argument("--lr", type=float, default=None, help="generator lr (default: paper's)")
     parser.add_argument(
         "--critic-lr",
@@ -82,6 +110,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="hidden sizes of generator and critic (default:"
         f" {' '.join(map(str, toy.hidden))} toy, {' '.join(map(str, image.hidden))} images)",
+    )
+    parser.add_argument(
+        "--base-channels",
+        type=int,
+        default=None,
+        help=f"--arch conv: channels of the critic's first and the generator's last hidden"
+        f" convolution (default: {image.base_channels})",
+    )
+    parser.add_argument(
+        "--spectral-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--arch conv: spectral normalization of every critic layer (Miyato et al., 2018)"
+        f" (default: {'on' if image.spectral_norm else 'off'})",
     )
     parser.add_argument(
         "--lr-decay",
@@ -153,6 +195,15 @@ def _check_labels(dataset: Dataset) -> int:
     return int(dataset.train_y.max()) + 1
 
 
+def _default_lr(args: argparse.Namespace, defaults: GANDefaults) -> float | None:
+    """The data's default learning rate for its default loss; else the loss's paper value."""
+    return defaults.lr if args.loss == defaults.loss else None
+
+
+def _default_betas(args: argparse.Namespace, defaults: GANDefaults) -> tuple[float, float] | None:
+    return defaults.betas if args.loss == defaults.loss else None
+
+
 def _projection_pack(args: argparse.Namespace) -> int:
     """The projection critic scores single examples: it needs labels and no packing."""
     if not args.conditional:
@@ -165,12 +216,96 @@ def _projection_pack(args: argparse.Namespace) -> int:
     return 1
 
 
+def _resolve(args: argparse.Namespace, image: bool) -> GANDefaults:
+    """Fill the unset ``--arch/--loss/--steps/--batch-size/--base-channels/--spectral-norm`` of
+    ``args`` from the data's defaults (so config.json records what ran); refuse mismatches."""
+    defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
+    for name in ("arch", "loss", "steps", "batch_size"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name))
+    if args.arch == "conv" and not image:
+        raise ValueError(
+            f"--arch conv needs image data, but {args.data!r} is not an image data set; use"
+            " --arch mlp."
+        )
+    conv_only = [f"--{n}" for n in ("base_channels", "spectral_norm") if getattr(args, n)]
+    if args.arch == "mlp" and conv_only:
+        raise ValueError(
+            f"{' and '.join(conv_only).replace('_', '-')} set the convolutional networks; add"
+            " --arch conv (image data) or drop them."
+        )
+    if args.arch == "conv":
+        if args.hidden is not None:
+            raise ValueError(
+                "--hidden sets the MLP sizes; with --arch conv use --base-channels (or add"
+                " --arch mlp)."
+            )
+        if args.pack not in (None, 1):
+            raise ValueError(
+                f"--pack {args.pack}: PacGAN packing is an option of the MLP critic; drop --pack"
+                " or add --arch mlp."
+            )
+        if args.critic == "projection":
+            raise ValueError("--critic projection is an MLP critic; add --arch mlp.")
+        if args.base_channels is None:
+            args.base_channels = defaults.base_channels
+        if args.spectral_norm is None:
+            args.spectral_norm = defaults.spectral_norm
+    return defaults
+
+
+def _networks(
+    args: argparse.Namespace,
+    dataset: Dataset,
+    defaults: GANDefaults,
+    latent_dim: int,
+    num_classes: int,
+    pack: int,
+) -> tuple[Generator, torch.nn.Module]:
+    """The generator and critic of ``--arch`` (convolutional: DCGAN, Radford et al. 2016)."""
+    if args.arch == "conv":
+        net = ConvGeneratorNet(
+            latent_dim, dataset.shape, args.base_channels, num_classes, defaults.output
+        )
+        gen = Generator(latent_dim, num_classes=num_classes, net=net)
+        critic = ConvCritic(dataset.shape, args.base_channels, num_classes, args.spectral_norm)
+        return gen, critic
+    hidden = args.hidden or list(defaults.hidden)
+    gen = Generator(latent_dim, dataset.dim, hidden, num_classes, output=defaults.output)
+    activation = defaults.critic_activation
+    if args.critic == "projection":
+        critic = ProjectionCritic(dataset.dim, num_classes, hidden, activation=activation)
+    else:
+        critic = Critic(dataset.dim, hidden, num_classes, pack=pack, activation=activation)
+    return gen, critic
+
+
 def _class_accuracy(clf, samples: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """The fraction of samples ``clf`` assigns their requested label, overall and per class."""
     with torch.no_grad():
         hit = (clf(samples.float()).argmax(-1) == labels).float()
     per_class = [float(hit[labels == c].mean()) for c in range(num_classes)]
     return {"class_accuracy": float(hit.mean()), "class_accuracy_per_class": per_class}
+
+
+def _coverage_metrics(clf, samples: torch.Tensor, dataset: Dataset) -> dict:
+    """Class coverage of ``samples`` (histogram of the classifier's labels, its KL to the training
+    labels' frequencies, the fraction of classes holding 5-15 % of the samples) and improved
+    precision/recall (Kynkäänniemi et al. 2019, k = 3) in the classifier's features against the
+    test set, on equally many samples and test examples (the k-NN radii depend on set size)."""
+    from pyrogen.evaluate.coverage import class_coverage
+    from pyrogen.evaluate.precision_recall import classifier_precision_recall
+
+    cov = class_coverage(samples, clf, real_labels=dataset.train_y)
+    n = min(len(samples), len(dataset.test_x))
+    pr = classifier_precision_recall(samples[:n], dataset.test_x[:n], clf) if n > 3 else {}
+    return {
+        "class_histogram": cov["histogram"],
+        "class_kl": _finite(cov["kl"]),
+        "classes_in_band": cov["in_band"],
+        "classes_covered": cov["covered"],
+        **pr,
+    }
 
 
 def _metrics(
@@ -195,6 +330,7 @@ def _metrics(
             dataset.test_x[:half], dataset.test_x[half:], clf
         )
         metrics["feature_classifier_test_accuracy"] = clf.accuracy
+        metrics.update(_coverage_metrics(clf, samples, dataset))
         if labels is not None:
             metrics.update(_class_accuracy(clf, samples, labels, num_classes))
         return metrics
@@ -212,33 +348,29 @@ def _metrics(
 def run(args: argparse.Namespace) -> int:
     ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/gan")
+    dataset = _load(args.data)
+    image = dataset.is_image
+    defaults = _resolve(args, image)
     for name in ("steps", "batch_size", "num_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    dataset = _load(args.data)
     num_classes = _check_labels(dataset) if args.conditional else 0
     if args.conditional and args.num_samples < num_classes:
         raise ValueError(
             f"--num-samples {args.num_samples} is fewer than the {num_classes} classes; give at"
             f" least {num_classes} so that every class has a sample."
         )
-    image = dataset.is_image
-    defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
     latent_dim = args.latent_dim or defaults.latent_dim
     hidden = args.hidden or list(defaults.hidden)
     pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else defaults.pack)
+    if args.arch == "conv" or args.critic == "projection":
+        pack = 1 if args.arch == "conv" else _projection_pack(args)
     lr_decay = args.lr_decay if args.lr_decay is not None else defaults.lr_decay
     ema = args.ema if args.ema is not None else defaults.ema
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"--ema must be in [0, 1), got {ema}.")
     set_seed(args.seed)
-    gen = Generator(latent_dim, dataset.dim, hidden, num_classes, output=defaults.output)
-    activation = defaults.critic_activation
-    if args.critic == "projection":
-        pack = _projection_pack(args)
-        critic = ProjectionCritic(dataset.dim, num_classes, hidden, activation=activation)
-    else:
-        critic = Critic(dataset.dim, hidden, num_classes, pack=pack, activation=activation)
+    gen, critic = _networks(args, dataset, defaults, latent_dim, num_classes, pack)
     # the critic's real batches: (x,) or, conditional, (x, y) (model(n, y=y), critic(x, y))
     train = (dataset.train_x.to(device),)
     if args.conditional:
@@ -250,8 +382,9 @@ def run(args: argparse.Namespace) -> int:
         critic,
         args.loss,
         critic_steps=args.critic_steps,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else _default_lr(args, defaults),
         critic_lr=args.critic_lr,
+        betas=_default_betas(args, defaults),
         lr_decay=lr_decay,
         total_steps=args.steps,
         ema=ema or None,
@@ -262,7 +395,11 @@ def run(args: argparse.Namespace) -> int:
     model_config = {
         "latent_dim": latent_dim,
         "data_dim": dataset.dim,
-        "hidden": list(hidden),
+        **(
+            {"arch": "conv", "base_channels": args.base_channels}
+            if args.arch == "conv"
+            else {"hidden": list(hidden)}
+        ),
         "output": defaults.output,
         "pack": pack,
         "critic_steps": step.critic_steps,
@@ -279,6 +416,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.conditional:  # unconditional runs keep the config.json they always had
         config.pop("conditional")
         config.pop("critic")
+    if args.arch == "mlp":  # and so do MLP runs
+        for name in ("arch", "base_channels", "spectral_norm"):
+            config.pop(name)
     if ctx.is_main:
         write_json(out / "config.json", config)
         print(
@@ -352,7 +492,11 @@ def run(args: argparse.Namespace) -> int:
             dataset.test_x[:, 0], samples[:, 0], title=title, path=out / "samples.png"
         )
     plot.plot_losses(history, title, out / "loss.png")
-    shown = {k: v for k, v in metrics.items() if k not in ("counts", "class_accuracy_per_class")}
+    shown = {
+        k: v
+        for k, v in metrics.items()
+        if k not in ("counts", "class_accuracy_per_class", "class_histogram")
+    }
     print(
         ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     )

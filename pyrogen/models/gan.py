@@ -32,8 +32,27 @@ import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
+from torch import nn
 
 from pyrogen.nn.adversarial import GeneratorNet
+
+
+def _net_data_dim(net: nn.Module, latent_dim: int, data_dim: int | None, num_classes: int) -> int:
+    """``net.data_dim``, checked against the Generator's arguments."""
+    given = getattr(net, "data_dim", None)
+    if not isinstance(given, int):
+        raise ValueError(
+            f"net ({type(net).__name__}) needs an int attribute data_dim, the features of one"
+            " generated (flattened) example."
+        )
+    if data_dim is not None and data_dim != given:
+        raise ValueError(f"data_dim={data_dim} disagrees with net.data_dim={given}; drop one.")
+    for name, value in (("latent_dim", latent_dim), ("num_classes", num_classes)):
+        if getattr(net, name, value) != value:
+            raise ValueError(
+                f"{name}={value} disagrees with the network's {name}={getattr(net, name)}."
+            )
+    return given
 
 
 class Generator(PyroModule):
@@ -49,22 +68,31 @@ class Generator(PyroModule):
     :param activation: hidden activation of g.
     :param embedding_dim: label features of a conditional generator: 0 (default) the one-hot
         label, k > 0 a learned k-dimensional embedding (see :class:`~pyrogen.nn.GeneratorNet`).
+    :param net: a network ``net(z, y) -> x`` to use instead of the MLP (e.g.
+        :class:`~pyrogen.nn.conv.ConvGeneratorNet`); it must have a ``data_dim`` attribute (then
+        ``data_dim`` may be omitted) and take conditional labels itself, so ``hidden``,
+        ``output``, ``activation`` and ``embedding_dim`` are ignored.
     """
 
     def __init__(
         self,
         latent_dim: int,
-        data_dim: int,
+        data_dim: int | None = None,
         hidden: Sequence[int] = (256, 256, 256),
         num_classes: int = 0,
         output: str = "identity",
         site: str = "x",
         activation: str = "relu",
         embedding_dim: int = 0,
+        net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"Expected latent_dim >= 1, got {latent_dim}.")
+        if net is not None:
+            data_dim = _net_data_dim(net, latent_dim, data_dim, num_classes)
+        elif data_dim is None:
+            raise ValueError("Pass data_dim (features of one example) or a network net=.")
         if data_dim < 1:
             raise ValueError(f"Expected data_dim >= 1, got {data_dim}.")
         if not site or site == "z":
@@ -75,9 +103,11 @@ class Generator(PyroModule):
             num_classes,
             site,
         )
-        self.net = GeneratorNet(
-            latent_dim, data_dim, hidden, num_classes, output, activation, embedding_dim
-        )
+        if net is None:
+            net = GeneratorNet(
+                latent_dim, data_dim, hidden, num_classes, output, activation, embedding_dim
+            )
+        self.net = net
         to_pyro_module_(self.net)  # PyroModules all the way down: Pyro's SVI sees every weight
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 

@@ -40,9 +40,16 @@ PRESETS: dict[str, Preset] = {
 
 @dataclass(frozen=True)
 class GANDefaults:
-    """Defaults of ``pyrogen gan`` for one kind of data (``pack`` applies to gan/nsgan/hinge;
-    wgan and wgan-gp use 1)."""
+    """Defaults of ``pyrogen gan`` for one kind of data (``pack`` applies to gan/nsgan/hinge
+    with the MLP critic; wgan and wgan-gp, and the convolutional critic, use 1).
 
+    ``arch`` is ``"mlp"`` (:class:`~pyrogen.nn.GeneratorNet` / :class:`~pyrogen.nn.Critic` with
+    ``hidden``) or ``"conv"`` (:class:`~pyrogen.nn.conv.ConvGeneratorNet` /
+    :class:`~pyrogen.nn.conv.ConvCritic` with ``base_channels`` and ``spectral_norm``); ``lr``
+    and ``betas`` of ``None`` mean the loss's paper values (:data:`PRESETS`).
+    """
+
+    arch: str = "mlp"
     loss: str = "nsgan"
     steps: int = 20_000
     batch_size: int = 256
@@ -53,13 +60,23 @@ class GANDefaults:
     ema: float = 0.999
     output: str = "identity"
     critic_activation: str = "relu"
+    base_channels: int = 32
+    spectral_norm: bool = False
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
 
 
 #: Toy mixtures (ring8, grid25, 1-D): measured in ``benchmarks/gan_modes.py``.
 TOY_DEFAULTS = GANDefaults()
 
-#: Images (digits, Fashion-MNIST, idx directories): MLPs, sigmoid output, LeakyReLU critic.
+#: Images (digits, Fashion-MNIST, idx directories): DCGAN networks (BatchNorm generator,
+#: LeakyReLU critic, base 32 channels), sigmoid output, no packing; with ``--arch mlp`` MLPs of
+#: ``hidden`` units.
 IMAGE_DEFAULTS = GANDefaults(
+    arch="conv",
+    steps=3000,
+    batch_size=64,
+    pack=1,
     hidden=(512, 512),
     latent_dim=32,
     ema=0.0,

@@ -78,6 +78,8 @@ def test_gan_digits_tiny(tmp_path):
         "gan",
         "--data",
         "digits",
+        "--arch",
+        "mlp",
         "--steps",
         "5",
         "--hidden",
@@ -177,7 +179,8 @@ def test_gan_conditional_digits(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gan_cli.plot, "image_grid", record)
     out = tmp_path / "cgan"
-    argv = ["gan", "--data", "digits", "--conditional", "--steps", "5", "--hidden", "32"]
+    argv = ["gan", "--data", "digits", "--conditional", "--steps", "5", "--arch", "mlp"]
+    argv += ["--hidden", "32"]
     argv += ["--num-samples", "250", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     samples, metrics = _check_outputs(out, 250, 64)
@@ -220,7 +223,8 @@ def test_gan_conditional_refuses_unlabelled_data(tmp_path, capsys):
 
 def test_gan_unconditional_config_has_no_conditional_keys(tmp_path):
     out = tmp_path / "plain"
-    argv = ["gan", "--data", "digits", "--steps", "2", "--hidden", "8", "--num-samples", "100"]
+    argv = ["gan", "--data", "digits", "--arch", "mlp", "--steps", "2", "--hidden", "8"]
+    argv += ["--num-samples", "100"]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert "conditional" not in config and "num_classes" not in config["model"]
@@ -236,7 +240,8 @@ def test_gan_help_explains_conditional(capsys):
 
 def test_gan_projection_critic(tmp_path, capsys):
     out = tmp_path / "proj"
-    base = ["gan", "--data", "digits", "--steps", "3", "--hidden", "16", "--num-samples", "20"]
+    base = ["gan", "--data", "digits", "--arch", "mlp", "--steps", "3", "--hidden", "16"]
+    base += ["--num-samples", "20"]
     assert main([*base, "--critic", "projection", "--out", str(out)]) == 2
     assert "add --conditional" in capsys.readouterr().err and not out.exists()
     argv = [*base, "--conditional", "--critic", "projection", "--pack", "2", "--out", str(out)]
@@ -248,3 +253,54 @@ def test_gan_projection_critic(tmp_path, capsys):
     assert config["model"]["critic"] == "projection" and config["model"]["pack"] == 1
     state = torch.load(out / "model.pt", weights_only=True)
     assert "embed.weight" in state["critic"]  # the projection's label embedding was trained
+
+
+def test_gan_arch_conv_refused_on_toy_data_and_with_mlp_options(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["gan", "--data", "ring8", "--arch", "conv", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--arch conv needs image data" in err and "'ring8'" in err and not out.exists()
+    base = ["gan", "--data", "digits", "--steps", "2", "--out", str(out)]
+    assert main([*base, "--hidden", "8"]) == 2  # conv is the image default: --hidden is MLP-only
+    assert "--hidden sets the MLP sizes" in capsys.readouterr().err
+    assert main([*base, "--pack", "2"]) == 2
+    assert "packing is an option of the MLP critic" in capsys.readouterr().err
+    assert main([*base, "--arch", "mlp", "--spectral-norm"]) == 2
+    assert "add --arch conv" in capsys.readouterr().err and not out.exists()
+
+
+def test_gan_conv_digits_default_arch_and_image_metrics(tmp_path):
+    """No --arch on images: the DCGAN networks, and metrics.json holds coverage/precision/recall
+    computed as pyrogen.evaluate does on the written samples."""
+    from pyrogen.evaluate.coverage import class_coverage
+    from pyrogen.evaluate.fid import train_feature_classifier
+    from pyrogen.evaluate.precision_recall import classifier_precision_recall
+
+    out = tmp_path / "conv"
+    argv = ["gan", "--data", "digits", "--steps", "3", "--base-channels", "4", "--no-progress"]
+    assert main([*argv, "--spectral-norm", "--num-samples", "300", "--out", str(out)]) == 0
+    samples, metrics = _check_outputs(out, 300, 64)
+    config = json.loads((out / "config.json").read_text())
+    assert config["arch"] == "conv" and config["spectral_norm"] is True
+    assert config["model"]["base_channels"] == 4 and config["model"]["pack"] == 1
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["critic"]["net.0.parametrizations.weight.original"].shape == (4, 1, 4, 4)
+    data = load_dataset("digits")
+    clf = train_feature_classifier(data, seed=0)
+    cov = class_coverage(torch.as_tensor(samples), clf, real_labels=data.train_y)
+    assert metrics["class_histogram"] == pytest.approx(cov["histogram"])
+    assert metrics["class_kl"] == pytest.approx(cov["kl"])
+    assert metrics["classes_in_band"] == cov["in_band"]
+    assert metrics["classes_covered"] == cov["covered"]
+    pr = classifier_precision_recall(torch.as_tensor(samples), data.test_x[:300], clf)
+    assert metrics["precision"] == pytest.approx(pr["precision"])
+    assert metrics["recall"] == pytest.approx(pr["recall"])
+
+
+def test_gan_conv_conditional_digits(tmp_path):
+    out = tmp_path / "cconv"
+    argv = ["gan", "--data", "digits", "--conditional", "--steps", "2", "--base-channels", "4"]
+    assert main([*argv, "--num-samples", "50", "--no-progress", "--out", str(out)]) == 0
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["critic"]["net.0.weight"].shape == (4, 1 + 10, 4, 4)  # image + 10 label maps
+    assert "class_accuracy" in json.loads((out / "metrics.json").read_text())
