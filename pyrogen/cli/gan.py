@@ -19,6 +19,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,10 @@ from pyrogen.cli.common import (
     add_long_run_arguments,
     resolve_device,
     resolve_out,
+    run_dir_options,
     trainer_options,
 )
+from pyrogen.cli.runs import FORMAT_VERSION
 from pyrogen.data import load_dataset
 from pyrogen.data.dataset import Dataset
 from pyrogen.evaluate import mode_coverage, sliced_wasserstein, wasserstein_1d
@@ -42,6 +45,7 @@ from pyrogen.nn.conv import ConvCritic, ConvGeneratorNet
 from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
 from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS, GANDefaults
+from pyrogen.train.rundir import RunDir, prepare_run_dir
 
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
 
@@ -308,13 +312,17 @@ def _coverage_metrics(clf, samples: torch.Tensor, dataset: Dataset) -> dict:
     }
 
 
-def _metrics(
+def sample_metrics(
     dataset: Dataset,
     samples: torch.Tensor,
     seed: int,
     labels: torch.Tensor | None = None,
     num_classes: int = 0,
 ) -> dict:
+    """The sample-quality metrics of ``samples`` against ``dataset``'s test set: images with
+    labels: Fréchet classifier distance (and its test-halves floor), class coverage, precision
+    and recall, class accuracy of conditional samples; toy mixtures: mode coverage and (sliced)
+    Wasserstein distance to the test set."""
     metrics: dict = {}
     if dataset.is_image:
         from pyrogen.evaluate.fid import frechet_classifier_distance, train_feature_classifier
@@ -345,7 +353,51 @@ def _metrics(
     return metrics
 
 
+@dataclass
+class _Run:
+    """Everything a ``pyrogen gan`` run needs, built and checked before its directory is
+    touched."""
+
+    ctx: distributed.Context
+    device: torch.device
+    out: Path
+    dataset: Dataset
+    step: AdversarialStep
+    trainer: Trainer
+    train: tuple[torch.Tensor, ...]
+    num_classes: int
+    pack: int
+    config: dict
+
+
+def _positive_or_default(args: argparse.Namespace, name: str, default):
+    """``--name`` if given (refused below 1), else ``default``: 0 is not "use the default"."""
+    value = getattr(args, name)
+    if value is None:
+        return default
+    values = value if isinstance(value, list) else [value]
+    if any(v < 1 for v in values):
+        raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    """Build the run (every check), prepare ``--out`` (refuses another run unless ``--resume``
+    or ``--overwrite``, locks it, writes config.json), then train, sample and report."""
+    r = _build(args)
+    run_dir = prepare_run_dir(
+        r.out,
+        command="gan",
+        config=r.config,
+        data=tuple(t.cpu() for t in r.train),
+        is_main=r.ctx.is_main,
+        **run_dir_options(args),
+    )
+    with run_dir:
+        return _train_and_report(args, r, run_dir)
+
+
+def _build(args: argparse.Namespace) -> _Run:
     ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/gan")
     dataset = _load(args.data)
@@ -360,9 +412,10 @@ def run(args: argparse.Namespace) -> int:
             f"--num-samples {args.num_samples} is fewer than the {num_classes} classes; give at"
             f" least {num_classes} so that every class has a sample."
         )
-    latent_dim = args.latent_dim or defaults.latent_dim
-    hidden = args.hidden or list(defaults.hidden)
-    pack = args.pack or (1 if args.loss in ("wgan", "wgan-gp") else defaults.pack)
+    latent_dim = _positive_or_default(args, "latent_dim", defaults.latent_dim)
+    hidden = _positive_or_default(args, "hidden", list(defaults.hidden))
+    default_pack = 1 if args.loss in ("wgan", "wgan-gp") else defaults.pack
+    pack = _positive_or_default(args, "pack", default_pack)
     if args.arch == "conv" or args.critic == "projection":
         pack = 1 if args.arch == "conv" else _projection_pack(args)
     lr_decay = args.lr_decay if args.lr_decay is not None else defaults.lr_decay
@@ -390,13 +443,15 @@ def run(args: argparse.Namespace) -> int:
         ema=ema or None,
     )
     step.setup(*(t[:2] for t in train))  # finds the generator's parameters (no RNG draws)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     model_config = {
         "latent_dim": latent_dim,
         "data_dim": dataset.dim,
         **(
-            {"arch": "conv", "base_channels": args.base_channels}
+            {
+                "arch": "conv",
+                "base_channels": args.base_channels,
+                "image_shape": list(dataset.shape),
+            }
             if args.arch == "conv"
             else {"hidden": list(hidden)}
         ),
@@ -412,21 +467,15 @@ def run(args: argparse.Namespace) -> int:
     if args.conditional:
         model_config.update(num_classes=num_classes, critic=args.critic)
     config = {"command": "gan", **vars(args), "out": str(out), "model": model_config}
-    config.pop("run", None)
+    config["format_version"] = FORMAT_VERSION  # of config.json + model.pt, read by load_run
+    for name in ("run", "debug", "overwrite", "force_resume"):
+        config.pop(name, None)  # how to run, not what: a resume may change them
     if not args.conditional:  # unconditional runs keep the config.json they always had
         config.pop("conditional")
         config.pop("critic")
     if args.arch == "mlp":  # and so do MLP runs
         for name in ("arch", "base_channels", "spectral_norm"):
             config.pop(name)
-    if ctx.is_main:
-        write_json(out / "config.json", config)
-        print(
-            f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
-            + (f" conditional on {num_classes} classes," if args.conditional else "")
-            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
-            f" {device} -> {out}/"
-        )
     trainer = Trainer(
         step,
         batch_size=args.batch_size,
@@ -436,19 +485,34 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         **trainer_options(args, out, device),
     )
+    return _Run(ctx, device, out, dataset, step, trainer, train, num_classes, pack, config)
+
+
+def _train_and_report(args: argparse.Namespace, r: _Run, run_dir: RunDir) -> int:
+    ctx, device, out, dataset, step = r.ctx, r.device, r.out, r.dataset, r.step
+    num_classes, pack, image = r.num_classes, r.pack, r.dataset.is_image
+    if r.ctx.is_main:
+        print(
+            f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
+            + (f" conditional on {num_classes} classes," if args.conditional else "")
+            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
+            f" {device} -> {out}/"
+        )
     start = time.perf_counter()
     try:
-        history = trainer.fit(*train)
+        history = r.trainer.fit(*r.train)
     except TrainingInterrupted as stop:
         print(f"pyrogen gan: {stop}", file=sys.stderr)
         return 130
     train_seconds = time.perf_counter() - start
     if not ctx.is_main:  # rank 0 evaluates and writes the results
         return 0
-    save_state(out / "model.pt", {**step.state_dict(), "config": model_config})
+    run_dir.ensure()
+    save_state(out / "model.pt", {**step.state_dict(), "config": r.config["model"]})
     write_json(out / "history.json", {k: history.column(k) for k in history.records[0]})
 
     set_seed(args.seed)
+    step.sampler.eval()  # BatchNorm with its running statistics, as pyrogen.load_run samples
     labels = None
     if args.conditional:  # sample i has label i mod K
         labels = torch.arange(args.num_samples) % num_classes
@@ -458,7 +522,7 @@ def run(args: argparse.Namespace) -> int:
         samples = step.sampler.sample(args.num_samples).cpu()
     np.save(out / "samples.npy", samples.numpy().astype(np.float32))
     metrics = {
-        **_metrics(dataset, samples, args.seed, labels, num_classes),
+        **sample_metrics(dataset, samples, args.seed, labels, num_classes),
         "steps": len(history),
         "train_seconds": train_seconds,
         "final_generator_loss": history.losses[-1],

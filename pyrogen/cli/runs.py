@@ -22,6 +22,7 @@ from torch import nn
 
 from pyrogen.models import CVAE, VAE, VAEGAN, AdversarialAutoencoder, Generator
 from pyrogen.models.aae import gaussian_mixture_prior
+from pyrogen.nn import ConvGeneratorNet
 
 #: The run format this pyrogen writes and reads (``config.json``'s ``format_version``; runs
 #: written before it was recorded are version 1).
@@ -102,9 +103,13 @@ def _vae_model(config: dict[str, Any]) -> nn.Module:
 
 def _gan_model(config: dict[str, Any]) -> nn.Module:
     m = config["model"]
-    return Generator(
-        m["latent_dim"], m["data_dim"], m["hidden"], m.get("num_classes", 0), output=m["output"]
-    )
+    num_classes = m.get("num_classes", 0)
+    if m.get("arch") == "conv":
+        net = ConvGeneratorNet(
+            m["latent_dim"], m["image_shape"], m["base_channels"], num_classes, m["output"]
+        )
+        return Generator(m["latent_dim"], num_classes=num_classes, net=net)
+    return Generator(m["latent_dim"], m["data_dim"], m["hidden"], num_classes, output=m["output"])
 
 
 def _gan_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

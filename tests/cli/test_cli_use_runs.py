@@ -101,3 +101,21 @@ def test_runs_it_cannot_use_are_refused_in_one_line(vae_run, tmp_path, capsys):
     )
     with pytest.raises(ValueError, match="does not fit the model"):
         pyrogen.load_run(broken)
+
+
+def test_a_conv_gan_run_reloads_and_evaluate_repeats_its_metrics(tmp_path):
+    out = tmp_path / "dcgan"
+    argv = ["gan", "--data", "digits", "--steps", "3", "--num-samples", "60", "--no-progress"]
+    assert main([*argv, "--base-channels", "4", "--out", str(out)]) == 0
+    run = pyrogen.load_run(out)
+    np.testing.assert_array_equal(np.load(out / "samples.npy"), run.sample(60, seed=0).numpy())
+    assert main(["evaluate", str(out), "--json", str(tmp_path / "ev.json")]) == 0
+    again = json.loads((tmp_path / "ev.json").read_text())
+    assert again["frechet_classifier_distance"] == run.metrics["frechet_classifier_distance"]
+
+
+def test_gan_refuses_zero_sizes_instead_of_using_defaults(tmp_path, capsys):
+    for flag in ("--latent-dim", "--pack"):
+        out = tmp_path / flag.strip("-")
+        assert main(["gan", "--data", "ring8", flag, "0", "--out", str(out)]) == 2
+        assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err and not out.exists()
