@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("vae", "gan")
+SUBCOMMANDS = ("vae", "gan", "translate")
 
 
 def build_parser() -> argparse.ArgumentParser:
