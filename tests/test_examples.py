@@ -22,6 +22,8 @@ EXAMPLES = [
     "optimal_discriminator.py --smoke-test",
     "mode_collapse.py --smoke-test",
     "gaussian_mixture.py --smoke-test",
+    "super_resolution.py --smoke-test",
+    "cyclegan.py --smoke-test",
 ]
 
 
@@ -104,6 +106,26 @@ def _check_gaussian_mixture(out: str) -> None:
     assert rows["auto+loo"][2] < rows["score+decaying_avg"][2]
 
 
+def _check_super_resolution(out: str) -> None:
+    bicubic = _number(r"^\s+bicubic\s+([\d.]+)", out)
+    l1_only = _number(r"^\s+L1 only\s+([\d.]+)", out)
+    pix2pix = _number(r"^\s+pix2pix\s+([\d.]+)", out)
+    # held-out PSNR (measured at the smoke test's 150 steps: bicubic 13.49, L1 only 15.77,
+    # pix2pix 16.63 dB)
+    assert pix2pix > bicubic + 1.0 and l1_only > bicubic + 1.0, (bicubic, l1_only, pix2pix)
+
+
+def _check_cyclegan(out: str) -> None:
+    first = _number(r"cycle loss: first 10% of steps ([\d.]+)", out)
+    last = _number(r"cycle loss: .* last 10% ([\d.]+)", out)
+    assert last < 0.7 * first, (first, last)
+    assert _number(r"classifier accuracy on real domain B: ([\d.]+)", out) > 0.85
+    assert _number(r"label preservation A -> B: ([\d.]+)", out) >= LABEL_PRESERVATION
+
+
+#: Label preservation the CycleGAN example's smoke test must reach (see _check_cyclegan).
+LABEL_PRESERVATION = 0.5
+
 #: What each example must print (beyond exiting 0).
 CHECKS = {
     "vae.py": _check_vae,
@@ -116,6 +138,8 @@ CHECKS = {
     "advi_eight_schools.py": _check_eight_schools,
     "mode_collapse.py": _check_mode_collapse,
     "gaussian_mixture.py": _check_gaussian_mixture,
+    "super_resolution.py": _check_super_resolution,
+    "cyclegan.py": _check_cyclegan,
 }
 
 

@@ -206,7 +206,9 @@ def _run_cycle(args, dataset: Dataset, out, device) -> dict:
         dataset.test_x[: 2 * args.num_test], shape, dataset.test_y[: 2 * args.num_test], args.seed
     )
     set_seed(args.seed)
-    model = CycleGAN(shape, base_channels=args.base_channels, skip=False).to(device)
+    model = CycleGAN(
+        shape, base_channels=args.base_channels, skip=False, global_bottleneck=True
+    ).to(device)
     critic_a = ConvCritic(shape, args.base_channels).to(device)
     critic_b = ConvCritic(shape, args.base_channels).to(device)
     step = CycleGANStep(model, critic_a, critic_b, args.loss, args.cycle_weight, args.lr)
