@@ -107,9 +107,9 @@ def _check_gaussian_mixture(out: str) -> None:
 
 
 def _check_super_resolution(out: str) -> None:
-    bicubic = _number(r"^\s+bicubic\s+([\d.]+)", out)
-    l1_only = _number(r"^\s+L1 only\s+([\d.]+)", out)
-    pix2pix = _number(r"^\s+pix2pix\s+([\d.]+)", out)
+    bicubic = _number(r"(?m)^\s+bicubic\s+([\d.]+)", out)
+    l1_only = _number(r"(?m)^\s+L1 only\s+([\d.]+)", out)
+    pix2pix = _number(r"(?m)^\s+pix2pix\s+([\d.]+)", out)
     # held-out PSNR (measured at the smoke test's 150 steps: bicubic 13.49, L1 only 15.77,
     # pix2pix 16.63 dB)
     assert pix2pix > bicubic + 1.0 and l1_only > bicubic + 1.0, (bicubic, l1_only, pix2pix)
