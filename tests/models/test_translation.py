@@ -180,16 +180,16 @@ def test_cycle_step_is_atomic_and_resumes_from_its_state():
     # a NaN gradient of the generators after both critic updates: nothing changes (both critics)
     calls = []
 
-    def poison(params):  # runs after critic B's backward, then after the generators'
+    def poison(params):  # runs after critic A's, critic B's, then the generators' backward
         calls.append(len(params))
-        if len(calls) == 2:
+        if len(calls) == 3:
             params[0].grad.fill_(float("nan"))
 
     step.gradient_hooks.append(poison)
     with pytest.raises(NonFiniteError, match="Generator update.*changed nothing"):
         step(x_a, x_b)
     step.gradient_hooks.clear()
-    assert len(calls) == 2
+    assert len(calls) == 3
     torch.testing.assert_close(step.critic_a.state_dict(), critic_a, rtol=0, atol=0)
     torch.testing.assert_close(step.state_dict(), saved, rtol=0, atol=0)
     for p, w in zip(model.parameters(), weights, strict=True):

@@ -92,7 +92,8 @@ class CycleGANStep:
         )
         self.program, self.critic_a, self.critic_b = program, critic_a, critic_b
         self.objective, self.num_steps = objective, 0
-        self.gradient_hooks = self.step_b.gradient_hooks
+        # one list of gradient hooks, run after each of the three backward passes
+        self.gradient_hooks = self.step_a.gradient_hooks = self.step_b.gradient_hooks
 
     def setup(self, x_a: torch.Tensor, x_b: torch.Tensor) -> None:
         """Find the generators' parameters (see :meth:`AdversarialStep.setup`)."""
