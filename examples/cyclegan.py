@@ -8,6 +8,9 @@ L_GAN(G, D_B) + L_GAN(F, D_A) + λ (|F(G(a)) - a|_1 + |G(F(b)) - b|_1) with the 
 classifier of each domain's real images then says how often a translated digit keeps its
 source's label.
 
+Status: at 800 steps the generators collapse (G(a) nearly constant, label preservation at chance
+0.1); the issue's goal of >= 90 % is NOT reached yet with these settings.
+
     python examples/cyclegan.py --steps 1500 --out runs/cyclegan-example
 """
 
@@ -76,12 +79,12 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--base", type=int, default=16, help="channels of the first conv layers")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--base", type=int, default=8, help="channels of the first conv layers")
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/cyclegan-example")
-    parser.add_argument("--smoke-test", action="store_true", help="400 steps (for the tests)")
+    parser.add_argument("--smoke-test", action="store_true", help="150 steps (for the tests)")
     args = parser.parse_args()
     if args.smoke_test:
-        args.steps = 400
+        args.steps = 150
     main(args)
