@@ -159,6 +159,7 @@ def _cycle_step(seed=0, base=8):
     return model, CycleGANStep(model, critic_a, critic_b, cycle_weight=10.0, lr=1e-3)
 
 
+@pytest.mark.slow  # ~10 s alone, 27 s on the loaded 2-core machine
 def test_cycle_loss_decreases_on_rotated_digits():
     data = load_dataset("digits")
     dom = rotated_domains(data.train_x, (8, 8), data.train_y)
