@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> None:
                 col = {k: [r[k] for r in runs if r.get(k) is not None] for k in KEYS}
                 floor = statistics.fmean(r["frechet_classifier_distance_test_halves"] for r in runs)
                 rows.append(
-                    f"| {data} | {loss} | {_fmt([10 * v for v in col['classes_in_band']])}/10"
+                    f"| {data} | {loss} | {_fmt(col['classes_in_band'])}/10"
                     f" | {_fmt(col['class_kl'])} | {_fmt(col['frechet_classifier_distance'])}"
                     f" ({floor:.2f}) | {_fmt(col['precision'])} | {_fmt(col['recall'])}"
                     f" | {_fmt([r['train_seconds'] for r in runs])}"

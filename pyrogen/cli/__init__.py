@@ -11,7 +11,7 @@ import importlib
 import sys
 import warnings
 
-SUBCOMMANDS = ("vae", "gan", "sample", "evaluate", "compare")
+SUBCOMMANDS = ("vae", "gan", "translate", "sample", "evaluate", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

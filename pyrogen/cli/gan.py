@@ -306,7 +306,7 @@ def _coverage_metrics(clf, samples: torch.Tensor, dataset: Dataset) -> dict:
     return {
         "class_histogram": cov["histogram"],
         "class_kl": _finite(cov["kl"]),
-        "classes_in_band": cov["in_band"],
+        "classes_in_band": round(cov["in_band"] * cov["num_classes"]),  # a count, e.g. 10
         "classes_covered": cov["covered"],
         **pr,
     }
