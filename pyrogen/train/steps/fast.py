@@ -36,29 +36,34 @@ class Ineligible(Exception):
 
 
 class _Sites(Messenger):
-    """Records a run's sample sites (after the plates set their scale and mask) and the params
-    it uses (unconstrained, by name); with ``replay``, latent sites take the guide's values, as
-    ``poutine.replay`` does."""
+    """Records a run's sample sites (after the plates set their scale and mask), its plates'
+    subsample sites apart, and the params it uses (unconstrained, by name); with ``replay`` (a
+    guide run), latent and subsample sites take the guide's values, as ``poutine.replay``
+    does."""
 
-    def __init__(self, replay: dict[str, dict] | None = None) -> None:
+    def __init__(self, replay: _Sites | None = None) -> None:
         super().__init__()
         self.replay = replay
         self.sites: dict[str, dict] = {}
+        self.subsamples: dict[str, dict] = {}
         self.params: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
-        if self.replay is None or msg["is_observed"] or site_is_subsample(msg):
+        if self.replay is None or msg["is_observed"]:
             return
-        guide_site = self.replay.get(msg["name"])
+        name = msg["name"]
+        guide_site = self.replay.sites.get(name) or self.replay.subsamples.get(name)
         if guide_site is None:
-            raise Ineligible(f"the model's latent site {msg['name']!r} is not in the guide")
+            if site_is_subsample(msg):
+                return
+            raise Ineligible(f"the model's latent site {name!r} is not in the guide")
         msg["done"] = True
         msg["value"] = guide_site["value"]
         msg["infer"] = guide_site["infer"]
 
     def _pyro_post_sample(self, msg: dict) -> None:
-        if not site_is_subsample(msg):  # a plate's subsample indices, as Pyro prunes them
-            self.sites[msg["name"]] = msg
+        where = self.subsamples if site_is_subsample(msg) else self.sites
+        where[msg["name"]] = msg  # subsample indices are not in the loss (Pyro prunes them)
 
     def _pyro_post_param(self, msg: dict) -> None:
         value = msg["value"]
@@ -102,7 +107,7 @@ def mean_field_loss_and_grads(
         guide(*args, **kwargs)
     for site in guide_run.sites.values():
         _check_guide_site(site)
-    model_run = _Sites(replay=guide_run.sites)
+    model_run = _Sites(replay=guide_run)
     sites.append(model_run)
     with model_run:
         model(*args, **kwargs)

@@ -203,6 +203,12 @@ class SVIStep:
         pyro_call = type(self.optim).__call__ is pyro.optim.PyroOptim.__call__
         self._apply = MergedOptimizer(self.optim) if pyro_call else self.optim
 
+    @property
+    def uses_fast_path(self) -> bool:
+        """Whether the next step (after the first) computes the default loss without Pyro's
+        traces (:mod:`pyrogen.train.steps.fast`)."""
+        return self._fast != "off"
+
     @contextlib.contextmanager
     def param_scope(self) -> Iterator[None]:
         """Context in which Pyro's param store holds this step's parameters (``param_scope=True``;
