@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -262,13 +263,14 @@ def epoch_times(batch: int, rounds: int, steps_per_epoch: int = 40) -> dict:
 
 
 def peak_memory(case: str, batch: int, which: str, steps: int = 20) -> float:
-    """MiB by which the peak RSS grows over ``steps`` steps of one path, in a fresh process."""
+    """MiB by which the peak RSS grows over the first ``steps`` steps of one path (built model
+    and data excluded), in a fresh process."""
     code = (
         "import sys, resource, torch; torch.set_num_threads(1);"
         f"sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
         "import step_time as b;"
         f"step, ref, n, _ = b.build({case!r}); xs = b.data({batch}, n);"
-        f"fn = step if {which!r} == 'pyrogen' else ref; fn(*xs); fn(*xs);"
+        f"fn = step if {which!r} == 'pyrogen' else ref;"
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
         f"[fn(*xs) for _ in range({steps})];"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024)"
@@ -334,7 +336,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "pyro": pyro.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cores": torch.get_num_threads() and __import__("os").cpu_count(),
+        "cores": os.cpu_count(),
         "loadavg_1_5_15": load,
         "threads": torch.get_num_threads(),
         "clock": CLOCK.__name__,
@@ -393,8 +395,8 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     if args.eval:
-        num = 8 if args.quick else 32
-        results["eval"] = eval_throughput(num, 5000, 3 if args.quick else 5)
+        num = 8 if args.quick else 100  # one full chunk of examples (batch_size=100)
+        results["eval"] = eval_throughput(num, 5000, 3)
         print("eval:", json.dumps(results["eval"]))
     print("load average after:", Path("/proc/loadavg").read_text().split()[:3])
     if args.json:
