@@ -18,11 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyro
 import torch
 
 # Masks and scales a log-density exactly as Pyro's ELBOs do (a site's ``mask`` and ``scale``);
 # IWAE builds its per-particle log-weights from the same terms.
 from pyro.distributions.util import scale_and_mask
+
+# How a PyroOptim loads a saved state into a new per-parameter optimizer.
+from pyro.optim.optim import _load_state_dict
 
 # Pyro's own trace checks and NaN warning, so custom ELBOs validate and warn as Pyro's do.
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
@@ -38,6 +42,7 @@ __all__ = [
     "check_site_shape",
     "elbo_trace",
     "pending_optim_state",
+    "per_param_optimizer",
     "pyro_module_prefix",
     "scale_and_mask",
     "tracegraph_loss_and_surrogate",
@@ -65,6 +70,21 @@ def pending_optim_state(optim: Any) -> dict[str, Any]:
     updated since (``PyroOptim._state_waiting_to_be_consumed``): a checkpoint written right after
     a resume must still hold them."""
     return dict(getattr(optim, "_state_waiting_to_be_consumed", {}))
+
+
+def per_param_optimizer(optim: Any, param: torch.Tensor) -> Any:
+    """The torch optimizer (or scheduler) a ``PyroOptim`` keeps for ``param``, created as
+    ``PyroOptim.__call__`` creates it on first use (``_get_optim``, ``_get_grad_clip``, and the
+    state waiting in ``_state_waiting_to_be_consumed``), without stepping it."""
+    objs = optim.optim_objs
+    if param not in objs:
+        objs[param] = optim._get_optim(param)
+        optim.grad_clip[param] = optim._get_grad_clip(param)
+        name = pyro.get_param_store().param_name(param)
+        state = optim._state_waiting_to_be_consumed.pop(name, None)
+        if state is not None:
+            _load_state_dict(objs[param], state)
+    return objs[param]
 
 
 def pyro_module_prefix(module: Any) -> str:

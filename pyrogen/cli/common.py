@@ -10,7 +10,8 @@ import torch
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, default_data: str) -> None:
-    """``--data --out --seed --device`` as every subcommand spells them."""
+    """``--data --out --seed --device --threads`` as every subcommand spells them (a
+    subcommand's ``run`` calls :func:`apply_threads`)."""
     parser.add_argument(
         "--data",
         default=default_data,
@@ -21,7 +22,39 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_data: str) -> 
         "--seed", type=seed, default=0, help="seeds torch, numpy, python and Pyro (0 to 2**32-1)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--threads",
+        type=threads,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="CPU threads torch computes with (default: 1, the fastest for these models;"
+        " see benchmarks/README.md)",
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+#: Threads of ``--threads`` by default: the CLI's models (MLPs up to 784-400-50 and 512-512) train
+#: fastest on one thread; two were 1.3-5x slower per step at batch 128 on a 2-core machine, where
+#: they contend with each other and with other processes (benchmarks/README.md, "Threads").
+DEFAULT_THREADS = 1
+
+
+def threads(text: str) -> int:
+    """An ``argparse`` type: a number of threads >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} threads: give 1 or more")
+    return value
+
+
+def apply_threads(args: argparse.Namespace) -> int:
+    """Make torch compute with ``--threads`` threads (intra-op); returns the number."""
+    n = getattr(args, "threads", DEFAULT_THREADS)
+    torch.set_num_threads(n)
+    return n
 
 
 #: The seeds numpy accepts (``pyro.set_rng_seed`` seeds numpy too); torch's range is wider.

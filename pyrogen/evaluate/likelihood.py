@@ -181,12 +181,13 @@ def _estimates(
     first = tuple(t[:batch_size].to(device) for t in data)
     nesting = guess_max_plate_nesting(model_fn, guide_fn, *first)
     mean_log_w, log_mean_w = [], []
-    bar = tqdm(total=num, disable=not progress, desc="evaluate", unit="example")
+    bar = tqdm(total=num, disable=not progress, desc="evaluate", unit="example", smoothing=0.1)
     for start, size in _chunks(num, batch_size):
         xs = tuple(t[start : start + size].to(device) for t in data)
         running_lse = running_sum = None  # in the weights' dtype (float64 models stay float64)
         for _, k in _chunks(num_samples, particle_chunk):
             log_w = _log_weights(model_fn, guide_fn, xs, k, nesting).to(device)
+            bar.update(size * k / num_samples)  # (a fraction of the chunk: a steady ETA)
             lse, total = torch.logsumexp(log_w, dim=0), log_w.sum(0)
             if running_lse is None:
                 running_lse, running_sum = lse, total
@@ -194,7 +195,8 @@ def _estimates(
                 running_lse, running_sum = torch.logaddexp(running_lse, lse), running_sum + total
         mean_log_w.append((running_sum / num_samples).cpu())
         log_mean_w.append((running_lse - math.log(num_samples)).cpu())
-        bar.update(size)
+        bar.n = start + size  # exact (an int) at chunk ends
+        bar.refresh()
     bar.close()
     return torch.cat(mean_log_w), torch.cat(log_mean_w)
 
@@ -206,6 +208,7 @@ def elbo(
     batch_size: int = 100,
     reduction: str = "mean",
     guide: Callable | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     r"""Monte Carlo ELBO per example, :math:`\frac1K\sum_k \log w_k`, in nats.
 
@@ -221,11 +224,12 @@ def elbo(
     :param batch_size: examples per chunk.
     :param reduction: ``"mean"`` (a 0-dim tensor, nats per example) or ``"none"`` (shape (N,)).
     :param guide: the guide ``guide(*data)``, when ``model`` is a model callable.
+    :param progress: show a tqdm bar over the examples with the time left (ETA).
     """
     defaults = {"num_samples": 100, "batch_size": 100, "reduction": "mean"}
     opts = {"num_samples": num_samples, "batch_size": batch_size, "reduction": reduction}
     data, opts = _split(data, opts, defaults)
-    values = _estimates(model, guide, data, opts["num_samples"], opts["batch_size"])[0]
+    values = _estimates(model, guide, data, opts["num_samples"], opts["batch_size"], progress)[0]
     return _reduce(values, opts["reduction"])
 
 
@@ -236,12 +240,13 @@ def log_likelihood(
     batch_size: int = 100,
     reduction: str = "mean",
     guide: Callable | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     r"""Importance-sampled :math:`\log p(x) \approx \log \frac1K \sum_k w_k` per example, nats.
 
     A lower bound in expectation that approaches :math:`\log p(x)` as K grows; always at least the
     ELBO computed from the same particles. Arguments as in :func:`elbo` (``log_likelihood(cvae,
-    x, y, num_samples=K)``).
+    x, y, num_samples=K)``); ``progress`` shows a tqdm bar with the time left.
 
     With the exact posterior as the guide every weight equals :math:`p(x)`, so the estimate is
     exact: for :math:`z \sim \mathcal N(0, 1)`, :math:`x \mid z \sim \mathcal N(z, 1)`,
@@ -263,7 +268,7 @@ def log_likelihood(
     defaults = {"num_samples": 5000, "batch_size": 100, "reduction": "mean"}
     opts = {"num_samples": num_samples, "batch_size": batch_size, "reduction": reduction}
     data, opts = _split(data, opts, defaults)
-    values = _estimates(model, guide, data, opts["num_samples"], opts["batch_size"])[1]
+    values = _estimates(model, guide, data, opts["num_samples"], opts["batch_size"], progress)[1]
     return _reduce(values, opts["reduction"])
 
 
@@ -276,7 +281,8 @@ def elbo_and_log_likelihood(
     guide: Callable | None = None,
 ) -> tuple[float, float]:
     """Both mean per-example estimates (ELBO, IS log-likelihood) from one pass over the same K
-    particles; ``progress`` shows a tqdm bar over examples. Other arguments as in :func:`elbo`."""
+    particles; ``progress`` shows a tqdm bar over examples with the time left (ETA). Other
+    arguments as in :func:`elbo`."""
     defaults = {"num_samples": 5000, "batch_size": 100, "progress": False}
     opts = {"num_samples": num_samples, "batch_size": batch_size, "progress": progress}
     data, opts = _split(data, opts, defaults)

@@ -20,6 +20,7 @@ from pyrogen._compat import pending_optim_state, pyro_module_prefix
 from pyrogen.infer.importance import rng_untouched
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
+from pyrogen.train.steps.fast import Ineligible, MergedOptimizer, mean_field_loss_and_grads
 
 _VALIDATION_CODE = torch.distributions.Distribution.__init__.__code__
 
@@ -106,6 +107,24 @@ def _clear_grads(params: Iterable[torch.Tensor]) -> None:
         p.grad = None
 
 
+def _fast_loss(loss: Any) -> bool:
+    """Whether ``loss`` is plain one-particle ``TraceMeanField_ELBO`` (the fast path's loss)."""
+    return (
+        type(loss) is TraceMeanField_ELBO
+        and loss.num_particles == 1
+        and not loss.vectorize_particles
+        and not loss.retain_graph
+    )
+
+
+def _all_finite(grads: list[torch.Tensor]) -> bool:
+    """One check for all gradients: their sums are finite (a NaN/Inf entry makes its sum NaN/Inf;
+    an overflowing sum of finite entries only sends the caller to the exact check)."""
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.stack([g.sum() for g in grads])).all())
+
+
 class SVIStep:
     r"""One step of Pyro's SVI: :math:`\theta, \varphi \leftarrow \theta, \varphi - \eta \nabla
     \mathcal{L}(x_{batch})` for any Pyro loss ``loss(model, guide, batch)``.
@@ -139,6 +158,11 @@ class SVIStep:
         this step's state: networks that functions register with ``pyro.module``. Parameters are
         found by tracing; buffers only on the model's and guide's modules (a ``PyroModule``
         program, or the owner of a bound method such as ``vae.model``) and on these.
+
+    With the default loss (one-particle ``TraceMeanField_ELBO``) every step after the first
+    computes the same loss and gradients without Pyro's traces (:mod:`pyrogen.train.steps.fast`);
+    a program that does not fit (or whose sites change) takes the standard path, with a warning.
+    A ``PyroOptim`` of per-parameter optimizers (Adam, SGD, ...) steps them in one call.
     """
 
     def __init__(
@@ -175,6 +199,15 @@ class SVIStep:
         self._loss: Any = None
         self._rng_state: torch.Tensor | None = None
         self._shadowed = _ShadowedParams()
+        self._fast = "first" if _fast_loss(self.loss) else "off"
+        pyro_call = type(self.optim).__call__ is pyro.optim.PyroOptim.__call__
+        self._apply = MergedOptimizer(self.optim) if pyro_call else self.optim
+
+    @property
+    def uses_fast_path(self) -> bool:
+        """Whether the next step (after the first) computes the default loss without Pyro's
+        traces (:mod:`pyrogen.train.steps.fast`)."""
+        return self._fast != "off"
 
     @contextlib.contextmanager
     def param_scope(self) -> Iterator[None]:
@@ -196,10 +229,39 @@ class SVIStep:
         self._rng_state = torch.get_rng_state()
         try:
             with self.param_scope(), self._shadowed:
-                loss = self.svi.step(*batch)
+                if self._fast == "on":
+                    loss = self._fast_step(batch)
+                else:
+                    loss = self.svi.step(*batch)
+                    if self._fast == "first":
+                        self._fast = "on"
         finally:
             self._batch = self._loss = self._rng_state = None
         return {"loss": loss * self.loss_scale}
+
+    def _fast_step(self, batch: tuple[Batch, ...]) -> float:
+        """The default loss without Pyro's traces, then the same update as :meth:`_update`; the
+        standard path (from now on, warned once) if the program does not fit."""
+        runs: list = []
+        try:
+            self._loss = loss = mean_field_loss_and_grads(self.model, self.guide, batch, {}, runs)
+        except Ineligible as why:
+            self._fast = "off"
+            warnings.warn(
+                f"SVIStep uses Pyro's standard SVI path from now on: {why} (the fast path of"
+                " TraceMeanField_ELBO needs a static mean-field program).",
+                stacklevel=3,
+            )
+            torch.set_rng_state(self._rng_state)  # this step's draws, as if it had not run
+            return self.svi.step(*batch)
+        except ValueError as err:
+            if not _raised_by_validation(err):
+                raise
+            self._loss, loss = err, math.nan
+        params = {id(p): p for run in runs for p in run.params.values()}
+        self._update(params.values())
+        _clear_grads(params.values())
+        return loss
 
     def _record_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> Any:
         try:
@@ -222,7 +284,7 @@ class SVIStep:
         except BaseException:
             _clear_grads(params)
             raise
-        self.optim(params)
+        self._apply(params)
 
     def _check_shadowed(self) -> None:
         used = {n: p for n, p in self._shadowed.params.items() if p.grad is not None}
@@ -243,6 +305,8 @@ class SVIStep:
             )
             where = ", ".join(sites) if sites else "no single site (re-run finite; check the loss)"
             raise NonFiniteError(f"{what}; non-finite: {where}.")
+        if _all_finite([p.grad for p in params if p.grad is not None]):
+            return
         store = pyro.get_param_store()
         bad = [
             store.param_name(p)
