@@ -11,6 +11,8 @@ import importlib
 import sys
 import warnings
 
+from pyrogen.cli.common import apply_threads
+
 SUBCOMMANDS = ("vae", "gan", "translate", "sample", "evaluate", "compare")
 
 
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr
             )
         try:
+            if hasattr(args, "threads"):
+                apply_threads(args)  # before any torch work of the command
             return args.run(args)
         except KeyboardInterrupt:
             print(f"{prefix}: interrupted.", file=sys.stderr)

@@ -355,6 +355,7 @@ RUN_CONTROL_KEYS = frozenset(
         "skip_nonfinite",
         "steps",
         "tensorboard",
+        "threads",
     }
 )
 _TRAINER_KEYS = ("batch_size", "seed")  # world_size may change (reproducible, not identical)
