@@ -11,7 +11,7 @@
 * :mod:`~pyrogen.train.checkpoint` — :class:`Checkpointer`; atomic, checksummed checkpoint
   files and RNG states;
 * :mod:`~pyrogen.train.distributed` — data-parallel training under ``torchrun``;
-* :mod:`~pyrogen.train.presets` — published GAN settings and ``pyrogen gan``'s defaults;
+* :mod:`~pyrogen.train.presets` — published GAN and VAE settings, ``pyrogen gan``/``vae``'s defaults;
 * :mod:`~pyrogen.train.files` — atomic file writing.
 """
 
@@ -26,7 +26,7 @@ from pyrogen.train.callbacks import (
     TrainState,
 )
 from pyrogen.train.checkpoint import Checkpointer
-from pyrogen.train.schedule import LRScheduler
+from pyrogen.train.schedule import LRScheduler, StagewiseLR, stagewise_adam
 from pyrogen.train.steps import (
     AdversarialStep,
     AutoencodingStep,
@@ -49,6 +49,8 @@ __all__ = [
     "Checkpointer",
     "History",
     "LRScheduler",
+    "StagewiseLR",
+    "stagewise_adam",
     "NonFiniteError",
     "ProgressBar",
     "SVIStep",
