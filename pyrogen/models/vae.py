@@ -50,7 +50,8 @@ def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
 
 
 class VAE(PyroModule):
-    """A VAE with MLP encoder/decoder (ReLU or ``activation``), prior N(0, I) and a Gaussian amortized guide.
+    """A VAE with MLP encoder/decoder (ReLU or ``activation``), prior N(0, I) and a Gaussian
+    amortized guide.
 
     :param data_dim: features per example (e.g. 64 for 8x8 digits, 784 for MNIST).
     :param latent_dim: size of z.

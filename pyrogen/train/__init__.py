@@ -11,7 +11,8 @@
 * :mod:`~pyrogen.train.checkpoint` — :class:`Checkpointer`; atomic, checksummed checkpoint
   files and RNG states;
 * :mod:`~pyrogen.train.distributed` — data-parallel training under ``torchrun``;
-* :mod:`~pyrogen.train.presets` — published GAN and VAE settings, ``pyrogen gan``/``vae``'s defaults;
+* :mod:`~pyrogen.train.presets` — published GAN and VAE settings, the defaults of
+  ``pyrogen gan`` and ``pyrogen vae``;
 * :mod:`~pyrogen.train.files` — atomic file writing.
 """
 
