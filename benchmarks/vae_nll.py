@@ -168,7 +168,7 @@ def train_plain(data, args) -> tuple[PlainVAE, dict]:
         for group in opt.param_groups:
             group["lr"] = PRESET.lr * plain_lr_factor(epoch, args.passes)
         order = torch.randperm(n)
-        for i in range(0, n - b + 1, b):  # drop the last partial batch, as the Trainer does
+        for i in range(0, n, b):  # a last partial batch too, as the Trainer does
             x = torch.bernoulli(data.train_x[order[i : i + b]])  # dynamic binarization
             opt.zero_grad()
             loss = plain_loss(vae, x, args.objective, args.k)
