@@ -89,3 +89,34 @@ def test_burda2016_preset_holds_the_papers_settings():
     assert (p.lr, p.betas, p.adam_eps, p.epochs) == (1e-3, (0.9, 0.999), 1e-4, 3280)
     assert (p.lr_schedule, p.binarize, p.num_is_samples) == ("burda2016", "dynamic", 5000)
     assert (VAE_DEFAULTS.hidden, VAE_DEFAULTS.epochs, VAE_DEFAULTS.adam_eps) == ((400,), 50, 1e-8)
+
+
+class Crash(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer, state, record):
+        if state.step == self.at:
+            raise RuntimeError("crash")
+
+
+def test_a_resumed_run_continues_the_schedule_exactly(tmp_path):
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+
+    def run(directory, resume=False, crash=None):
+        pyro.clear_param_store()
+        optim = stagewise_adam(1e-2, StagewiseLR(13, stages=3), eps=1e-4)
+        step = SVIStep(model, guide, optim=optim)
+        callbacks = [LRScheduler()] + ([Crash(crash)] if crash else [])
+        trainer = Trainer(
+            step, batch_size=4, epochs=13, seed=0, progress=False, checkpoint_dir=directory,
+            checkpoint_every=5, resume=resume, callbacks=callbacks,
+        )  # fmt: skip
+        return trainer.fit(x).losses, {k: v.clone() for k, v in pyro.get_param_store().items()}
+
+    losses, params = run(tmp_path / "a")
+    with pytest.raises(RuntimeError, match="crash"):
+        run(tmp_path / "b", crash=12)  # after the checkpoint of step 10 (epoch 5, stage 2)
+    losses_b, params_b = run(tmp_path / "b", resume=True)
+    assert losses_b == losses
+    assert all(torch.equal(params[k], params_b[k]) for k in params)
