@@ -31,9 +31,12 @@ from pyrogen.infer import OBJECTIVES, get_objective
 from pyrogen.models import CVAE, VAE
 from pyrogen.models.latent import interpolate, random_walk
 from pyrogen.models.likelihoods import LIKELIHOODS
+from pyrogen.nn.mlp import ACTIVATIONS
 from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
+from pyrogen.train.presets import VAE_DEFAULTS, VAE_PRESETS
 from pyrogen.train.rundir import RunDir, prepare_run_dir
+from pyrogen.train.schedule import LRScheduler, StagewiseLR, stagewise_adam
 
 HELP = (
     "Train a variational auto-encoder and write samples, figures and test metrics. --model"
@@ -45,14 +48,43 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_data="digits")
-    parser.add_argument("--epochs", type=int, default=50, help="passes over the training set")
-    parser.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli")
-    parser.add_argument("--latent-dim", type=int, default=10, help="size of z")
     parser.add_argument(
-        "--hidden", type=int, nargs="+", default=[400], help="hidden layer sizes, e.g. 200 200"
+        "--preset",
+        choices=sorted(VAE_PRESETS),
+        default=None,
+        help="published settings; flags given explicitly win. burda2016: Burda et al. 2016,"
+        " Table 1 — 2 x 200 tanh units, 50 latent units, batch 20, Adam (0.9, 0.999, eps 1e-4),"
+        " lr 1e-3*10^(-i/7) for 3^i of 3280 epochs (i = 0..7; fewer --epochs scale the stages),"
+        " dynamic binarization, K = 5000",
     )
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="passes over the training set (default: 50)"
+    )
+    parser.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli")
+    parser.add_argument("--latent-dim", type=int, default=None, help="size of z (default: 10)")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden layer sizes, e.g. 200 200 (default: 400)",
+    )
+    parser.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default=None,
+        help="of the hidden layers (default: relu)",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="(default: 128)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-3)")
+    parser.add_argument("--adam-eps", type=float, default=None, help="Adam's ε (default: 1e-8)")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=["constant", "burda2016"],
+        default=None,
+        help="burda2016: lr·10^(-i/7) in stage i = 0..7, stage i lasting 3^i/3280 of --epochs"
+        " (default: constant)",
+    )
     parser.add_argument(
         "--estimator",
         choices=list(OBJECTIVES),
@@ -66,15 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--binarize",
         choices=["auto", "dynamic", "none"],
-        default="auto",
+        default=None,
         help="dynamic: resample binary pixels every batch; auto: dynamic for bernoulli, none for"
-        " gaussian",
+        " gaussian (default: auto)",
     )
     parser.add_argument(
         "--num-is-samples",
         type=int,
-        default=5000,
-        help="importance samples K per test image for log p(x)",
+        default=None,
+        help="importance samples K per test image for log p(x) (default: 5000)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -153,6 +185,50 @@ def _write_conditional_figures(cvae: CVAE, dataset, history, out: Path, seed: in
     )
 
 
+#: flags a preset sets, and what a plain run's config.json leaves out at their defaults
+_PRESET_FLAGS = (
+    "epochs",
+    "latent_dim",
+    "hidden",
+    "activation",
+    "batch_size",
+    "lr",
+    "adam_eps",
+    "lr_schedule",
+    "binarize",
+    "num_is_samples",
+)
+_NEW_FLAGS = ("preset", "activation", "adam_eps", "lr_schedule")  # not in earlier config.json
+
+
+def _resolve_settings(args: argparse.Namespace) -> None:
+    """Fill the flags not given from ``--preset`` (or ``pyrogen vae``'s defaults) and refuse
+    settings the chosen model cannot use."""
+    settings = VAE_PRESETS[args.preset] if args.preset else VAE_DEFAULTS
+    for name in _PRESET_FLAGS:
+        if getattr(args, name) is None:
+            value = getattr(settings, name)
+            setattr(args, name, list(value) if isinstance(value, tuple) else value)
+    other = "--conditional" if args.conditional else f"--model {args.model}"
+    if args.conditional or args.model != "vae":
+        if args.preset:
+            raise ValueError(
+                f"--preset {args.preset} is for the plain VAE; drop {other} or the preset."
+            )
+        if args.activation != VAE_DEFAULTS.activation:
+            raise ValueError(
+                f"--activation {args.activation} is for the plain VAE ({other} uses relu);"
+                " drop one of them."
+            )
+    if args.model != "vae" and (
+        args.adam_eps != VAE_DEFAULTS.adam_eps or args.lr_schedule != "constant"
+    ):
+        raise ValueError(
+            f"--adam-eps / --lr-schedule set the VAE's Adam; --model {args.model} builds its"
+            " own optimizers. Drop them or use --model vae."
+        )
+
+
 def _check_labels(dataset) -> None:
     if dataset.train_y is None or dataset.test_y is None:
         raise ValueError(
@@ -196,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> _Run:
+    _resolve_settings(args)
     ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/vae")
     binarize = args.binarize
@@ -219,7 +296,8 @@ def _build(args: argparse.Namespace) -> _Run:
     elif args.model != "vae":
         vae = autoencoders.build(args, dataset.dim, len(dataset.train_x))
     else:
-        vae = VAE(dataset.dim, args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
+        sizes = (args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
+        vae = VAE(dataset.dim, *sizes, activation=args.activation)
     vae.validate(dataset.train_x, *train_labels)
     vae.validate(dataset.test_x, *test_labels)
     vae.to(device)
@@ -231,13 +309,23 @@ def _build(args: argparse.Namespace) -> _Run:
         config.pop("conditional")
     for name in ("model", "adv_weight", "adv_loss", "critic_hidden", "prior"):
         config.pop(name)  # plain VAE runs keep their config.json; the others record them below
+    for name in _NEW_FLAGS:  # recorded when they change something
+        if config[name] == getattr(VAE_DEFAULTS, name, None):
+            config.pop(name)
+    callbacks = []
     if args.model != "vae":
         adv = autoencoders.settings(args, len(dataset.train_x))
         config.update(model_type=args.model, **adv)
         step = autoencoders.step(vae, args, adv)
     else:
         loss = get_objective(args.estimator, args.num_particles)
-        step = SVIStep(vae.model, vae.guide, loss, lr=args.lr, loss_scale=1 / len(dataset.train_x))
+        schedule = StagewiseLR(args.epochs) if args.lr_schedule == "burda2016" else None
+        betas = VAE_PRESETS[args.preset].betas if args.preset else VAE_DEFAULTS.betas
+        optim = stagewise_adam(args.lr, schedule, betas, args.adam_eps)
+        n = len(dataset.train_x)
+        step = SVIStep(vae.model, vae.guide, loss, optim=optim, loss_scale=1 / n)
+        if schedule is not None:
+            callbacks.append(LRScheduler(every="epoch"))
     config["model"] = vae.config()
     trainer = Trainer(
         step,
@@ -247,6 +335,7 @@ def _build(args: argparse.Namespace) -> _Run:
         transform=dataset.train_transform,
         progress=not args.no_progress,
         config=config,
+        callbacks=callbacks,
         **options,
     )
     return _Run(

@@ -50,7 +50,8 @@ def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
 
 
 class VAE(PyroModule):
-    """A VAE with MLP encoder/decoder (ReLU), prior N(0, I) and a Gaussian amortized guide.
+    """A VAE with MLP encoder/decoder (ReLU or ``activation``), prior N(0, I) and a Gaussian
+    amortized guide.
 
     :param data_dim: features per example (e.g. 64 for 8x8 digits, 784 for MNIST).
     :param latent_dim: size of z.
@@ -59,6 +60,8 @@ class VAE(PyroModule):
         :class:`~pyrogen.models.likelihoods.Likelihood`.
     :param num_data: size of the training set, for the data plate's subsampling scale; ``None``
         means the batch is the whole data set.
+    :param activation: of the hidden layers: ``"relu"``, ``"leaky_relu"`` or ``"tanh"`` (Burda et
+        al. 2016 use tanh).
 
     Its ``model(x)`` and ``guide(x)`` are ordinary Pyro programs for ``SVI`` (or
     :class:`pyrogen.train.SVIStep`); encode, decode and sample work on batches:
@@ -81,6 +84,7 @@ class VAE(PyroModule):
         hidden: Sequence[int] = (400,),
         likelihood: str | Likelihood = "bernoulli",
         num_data: int | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if data_dim < 1 or latent_dim < 1:
@@ -89,9 +93,10 @@ class VAE(PyroModule):
         self.hidden = tuple(hidden)
         self.likelihood = get_likelihood(likelihood)
         self.num_data = num_data
-        self.encoder = GaussianEncoder(data_dim, self.hidden, latent_dim)
+        self.activation = activation
+        self.encoder = GaussianEncoder(data_dim, self.hidden, latent_dim, activation)
         out = data_dim * self.likelihood.params_per_feature
-        self.decoder = MLP(latent_dim, self.hidden[::-1], out)
+        self.decoder = MLP(latent_dim, self.hidden[::-1], out, activation)
         to_pyro_module_(self.encoder)
         to_pyro_module_(self.decoder)
 
@@ -153,11 +158,16 @@ class VAE(PyroModule):
         return self.likelihood.distribution(self.decoder(z)).sample()
 
     def config(self) -> dict:
-        """Constructor arguments, enough to rebuild this model (``VAE(**vae.config())``)."""
-        return {
+        """Constructor arguments, enough to rebuild this model (``VAE(**vae.config())``);
+        ``activation`` only when it is not the default ReLU, so earlier runs' config.json stay as
+        they were."""
+        config = {
             "data_dim": self.data_dim,
             "latent_dim": self.latent_dim,
             "hidden": list(self.hidden),
             "likelihood": self.likelihood.name,
             "num_data": self.num_data,
         }
+        if self.activation != "relu":
+            config["activation"] = self.activation
+        return config

@@ -1,6 +1,7 @@
-r"""Multi-layer perceptrons with ReLU, as in the lecture's VAE example.
+r"""Multi-layer perceptrons with ReLU (the lecture's VAE example), LeakyReLU or tanh (Burda et
+al. 2016).
 
-:math:`h = \mathrm{ReLU}(W_1^\top x + b_1)`, then linear heads.
+:math:`h = \mathrm{act}(W_1^\top x + b_1)`, then linear heads.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ class GaussianEncoder(nn.Module):
     :math:`\mu, \log\sigma^2 = \mathrm{NN}_\varphi(x)`; returns :math:`(\mu, \sigma)`.
     """
 
-    def __init__(self, in_features: int, hidden: Sequence[int], latent_dim: int) -> None:
+    def __init__(
+        self, in_features: int, hidden: Sequence[int], latent_dim: int, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.net = MLP(in_features, hidden, 2 * latent_dim)
+        self.net = MLP(in_features, hidden, 2 * latent_dim, activation)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, log_var = self.net(x).split(self.latent_dim, dim=-1)

@@ -11,7 +11,8 @@
 * :mod:`~pyrogen.train.checkpoint` — :class:`Checkpointer`; atomic, checksummed checkpoint
   files and RNG states;
 * :mod:`~pyrogen.train.distributed` — data-parallel training under ``torchrun``;
-* :mod:`~pyrogen.train.presets` — published GAN settings and ``pyrogen gan``'s defaults;
+* :mod:`~pyrogen.train.presets` — published GAN and VAE settings, the defaults of
+  ``pyrogen gan`` and ``pyrogen vae``;
 * :mod:`~pyrogen.train.files` — atomic file writing.
 """
 
@@ -26,7 +27,7 @@ from pyrogen.train.callbacks import (
     TrainState,
 )
 from pyrogen.train.checkpoint import Checkpointer
-from pyrogen.train.schedule import LRScheduler
+from pyrogen.train.schedule import LRScheduler, StagewiseLR, stagewise_adam
 from pyrogen.train.steps import (
     AdversarialStep,
     AutoencodingStep,
@@ -49,6 +50,8 @@ __all__ = [
     "Checkpointer",
     "History",
     "LRScheduler",
+    "StagewiseLR",
+    "stagewise_adam",
     "NonFiniteError",
     "ProgressBar",
     "SVIStep",

@@ -7,6 +7,10 @@ r"""Published and measured training settings, in one place for the CLI, benchmar
 * :data:`TOY_DEFAULTS` / :data:`IMAGE_DEFAULTS` — what ``pyrogen gan`` uses on 1-D/2-D toy
   mixtures and on images when no flag says otherwise (``benchmarks/gan_modes.py`` measures the toy
   ones).
+* :data:`VAE_DEFAULTS` / :data:`VAE_PRESETS` — what ``pyrogen vae`` uses without / with
+  ``--preset``: ``burda2016`` is the setting of Burda et al. (2016), Table 1 (two layers of 200
+  tanh units, 50 latent units, batch 20, Adam β = (0.9, 0.999), ε = 1e-4, learning rate
+  1e-3·10^(−i/7) for 3^i passes, i = 0…7, dynamic binarization, K = 5000 for evaluation).
 """
 
 from __future__ import annotations
@@ -83,3 +87,45 @@ IMAGE_DEFAULTS = GANDefaults(
     output="sigmoid",
     critic_activation="leaky_relu",
 )
+
+
+@dataclass(frozen=True)
+class VAESettings:
+    """Settings of ``pyrogen vae`` a preset fixes (a flag given on the command line wins).
+
+    ``lr_schedule`` is ``"constant"`` or ``"burda2016"``
+    (:class:`pyrogen.train.schedule.StagewiseLR`: 1e-3·10^(−i/7) for 3^i of 3280 passes, the
+    stages scaled to ``epochs``)."""
+
+    epochs: int = 50
+    latent_dim: int = 10
+    hidden: tuple[int, ...] = (400,)
+    activation: str = "relu"
+    batch_size: int = 128
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    lr_schedule: str = "constant"
+    binarize: str = "auto"
+    num_is_samples: int = 5000
+
+
+#: ``pyrogen vae`` without ``--preset``.
+VAE_DEFAULTS = VAESettings()
+
+#: ``pyrogen vae --preset NAME``.
+VAE_PRESETS: dict[str, VAESettings] = {
+    "burda2016": VAESettings(
+        epochs=3280,
+        latent_dim=50,
+        hidden=(200, 200),
+        activation="tanh",
+        batch_size=20,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        adam_eps=1e-4,
+        lr_schedule="burda2016",
+        binarize="dynamic",
+        num_is_samples=5000,
+    ),
+}

@@ -14,6 +14,10 @@ Pyro's schedulers (``pyro.optim.ExponentialLR``, ``StepLR``, ... — a
 Steps with plain ``torch.optim`` optimizers take ``torch.optim.lr_scheduler`` objects built on
 them: ``LRScheduler(schedulers=[torch.optim.lr_scheduler.StepLR(opt, 10)])``.
 
+:class:`StagewiseLR` is the stepwise schedule of Burda et al. (2016): learning rate
+:math:`\eta_0 \cdot 10^{-i/7}` for :math:`3^i` passes, :math:`i = 0 \ldots 7` (3280 passes);
+:func:`stagewise_adam` is Adam with it, to be stepped by ``LRScheduler(every="epoch")``.
+
 The Pyro scheduler's state (``last_epoch``, learning rates) is part of the step's optimizer state
 (``SVIStep.state_dict()["optim"]``); explicit torch schedulers' states and the count of scheduler
 steps are this callback's state, so a resumed run is bit-identical.
@@ -21,14 +25,16 @@ steps are this callback's state, so a resumed run is bit-identical.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 import pyro.optim
+import torch
 
 from pyrogen.train.callbacks import Callback, Trainer, TrainState
 
-__all__ = ["LRScheduler"]
+__all__ = ["LRScheduler", "StagewiseLR", "stagewise_adam"]
 
 
 def _pyro_scheduler(step: Any) -> pyro.optim.PyroLRScheduler:
@@ -105,3 +111,58 @@ class LRScheduler(Callback):
         self.count = int(state["count"])
         for scheduler, s in zip(self.schedulers or (), saved, strict=True):
             scheduler.load_state_dict(s)
+
+
+class StagewiseLR:
+    r"""Learning-rate factor of a stepwise schedule, by completed epochs ``e``:
+    :math:`\gamma^i` in stage :math:`i`, stage :math:`i` lasting a share
+    :math:`g^i / \sum_j g^j` of ``epochs`` (Burda et al. 2016: :math:`g = 3`, 8 stages,
+    :math:`\gamma = 10^{-1/7}`, 3280 epochs: stage :math:`i` is :math:`3^i` passes).
+
+    Fewer ``epochs`` *scale* every stage by ``epochs / 3280`` (stage :math:`i` starts at epoch
+    :math:`\mathrm{round}(\text{epochs} \cdot (g^i - 1) / (g - 1) / \sum_j g^j)`), so a short run
+    still ends at the last stage's rate; stages shorter than half an epoch are skipped.
+    A picklable callable for ``torch.optim.lr_scheduler.LambdaLR``.
+
+    References: Importance Weighted Autoencoders, Y. Burda, R. Grosse, R. Salakhutdinov (2016).
+    """
+
+    def __init__(
+        self, epochs: int, stages: int = 8, growth: float = 3.0, gamma: float = 10 ** (-1 / 7)
+    ) -> None:
+        if int(epochs) < 1 or int(stages) < 1 or growth <= 0 or not 0 < gamma <= 1:
+            raise ValueError(
+                f"Expected epochs >= 1, stages >= 1, growth > 0 and 0 < gamma <= 1, got epochs="
+                f"{epochs}, stages={stages}, growth={growth}, gamma={gamma}."
+            )
+        self.epochs, self.stages, self.growth, self.gamma = int(epochs), int(stages), growth, gamma
+        lengths = [growth**i for i in range(self.stages)]
+        total = sum(lengths)
+        #: first epoch of each stage
+        self.starts = [round(self.epochs * sum(lengths[:i]) / total) for i in range(self.stages)]
+
+    def stage(self, epoch: int) -> int:
+        """The stage ``i`` that epoch ``epoch`` (0-based: epochs completed) trains in."""
+        return max(i for i, start in enumerate(self.starts) if start <= max(epoch, 0))
+
+    def __call__(self, epoch: int) -> float:
+        return self.gamma ** self.stage(epoch)
+
+
+def stagewise_adam(
+    lr: float,
+    schedule: StagewiseLR | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> pyro.optim.PyroOptim:
+    """Pyro's Adam with learning rate ``lr * schedule(e)`` after ``e`` epochs (a
+    ``pyro.optim.LambdaLR``; step it with ``LRScheduler(every="epoch")``), or plain
+    ``pyro.optim.Adam`` for ``schedule=None``."""
+    if not (lr > 0 and math.isfinite(lr)) or eps <= 0:
+        raise ValueError(f"Expected a learning rate lr > 0 and eps > 0, got lr={lr}, eps={eps}.")
+    args = {"lr": lr, "betas": tuple(betas), "eps": eps}
+    if schedule is None:
+        return pyro.optim.Adam(args)
+    return pyro.optim.LambdaLR(
+        {"optimizer": torch.optim.Adam, "optim_args": args, "lr_lambda": schedule}
+    )

@@ -218,3 +218,80 @@ def test_help_explains_the_models(capsys):
         main(["vae", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "vae-gan" in text and "adversarial autoencoder" in text and "--adv-weight" in text
+
+
+def _settings(argv):
+    from pyrogen.cli import build_parser
+    from pyrogen.cli.vae import _resolve_settings
+
+    args = build_parser().parse_args(["vae", *argv])
+    _resolve_settings(args)
+    return args
+
+
+def test_preset_burda2016_sets_the_papers_settings_and_given_flags_win():
+    args = _settings(["--preset", "burda2016"])
+    assert (args.hidden, args.latent_dim, args.activation, args.batch_size) == (
+        [200, 200],
+        50,
+        "tanh",
+        20,
+    )
+    assert (args.lr, args.adam_eps, args.lr_schedule, args.epochs) == (
+        1e-3,
+        1e-4,
+        "burda2016",
+        3280,
+    )
+    assert (args.binarize, args.num_is_samples) == ("dynamic", 5000)
+    args = _settings(["--preset", "burda2016", "--epochs", "30", "--latent-dim", "3"])
+    assert (args.epochs, args.latent_dim, args.hidden) == (30, 3, [200, 200])
+    plain = _settings([])  # the defaults pyrogen vae always had
+    assert (plain.epochs, plain.hidden, plain.latent_dim, plain.batch_size) == (50, [400], 10, 128)
+    assert (plain.activation, plain.adam_eps, plain.lr_schedule) == ("relu", 1e-8, "constant")
+    assert (plain.binarize, plain.num_is_samples, plain.lr) == ("auto", 5000, 1e-3)
+
+
+@pytest.mark.slow
+def test_preset_run_trains_tanh_with_the_schedule_and_records_it(tmp_path):
+    out = tmp_path / "run"
+    argv = ["vae", "--preset", "burda2016", "--epochs", "2", "--num-is-samples", "2"]
+    assert main([*argv, "--hidden", "16", "16", "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "burda2016" and config["lr_schedule"] == "burda2016"
+    assert config["adam_eps"] == 1e-4 and config["batch_size"] == 20
+    assert config["model"]["activation"] == "tanh" and config["model"]["latent_dim"] == 50
+    vae = VAE(**config["model"])
+    vae.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    assert isinstance(vae.decoder[1], torch.nn.Tanh) and isinstance(
+        vae.encoder.net[3], torch.nn.Tanh
+    )
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 2 * 72  # digits: 1437 training images, batch 20
+
+
+def test_activation_alone_and_plain_config_unchanged(tmp_path):
+    out = tmp_path / "tanh"
+    assert main(["vae", "--out", str(out), *TINY, "--activation", "tanh"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["activation"] == "tanh" and config["model"]["activation"] == "tanh"
+    assert "preset" not in config and "lr_schedule" not in config and "adam_eps" not in config
+    plain = tmp_path / "plain"
+    assert main(["vae", "--out", str(plain), *TINY]) == 0
+    config = json.loads((plain / "config.json").read_text())
+    assert not {"preset", "activation", "adam_eps", "lr_schedule"} & set(config)
+    assert "activation" not in config["model"]  # earlier runs' config.json stay as they were
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--activation", "tanh", "--conditional"], "--activation tanh is for the plain VAE"),
+        (["--preset", "burda2016", "--model", "aae"], "--preset burda2016 is for the plain VAE"),
+        (["--model", "vae-gan", "--adam-eps", "1e-4"], "--adam-eps / --lr-schedule"),
+    ],
+)
+def test_settings_for_the_plain_vae_are_refused_elsewhere(args, message, tmp_path, capsys):
+    assert main(["vae", "--out", str(tmp_path / "r"), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and not (tmp_path / "r").exists()
