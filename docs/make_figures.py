@@ -69,6 +69,15 @@ JOBS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "cvae": ([PY, f"{EX}/cvae.py", "--smoke-test"], ["samples.png"]),
     "aae": ([PY, f"{EX}/adversarial_autoencoder.py", "--steps", "300"], ["codes.png"]),
+    "dcgan": (
+        [PY, "-m", "pyrogen", "gan", "--data", "digits", "--conditional", "--steps", "1500"]
+        + ["--num-samples", "1000", "--no-progress", "--overwrite"],
+        ["samples.png"],
+    ),
+    "super_resolution": (
+        [PY, f"{EX}/super_resolution.py", "--smoke-test"],
+        ["super_resolution.png"],
+    ),
 }
 
 
