@@ -364,4 +364,6 @@ def prepare_run_dir(
         is_main,
     )
     run.check()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank checked before rank 0 writes config.json
     return run
