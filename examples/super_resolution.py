@@ -20,29 +20,17 @@ from pyrogen import plot
 from pyrogen.data import load_dataset
 from pyrogen.data.translation import superres_pairs
 from pyrogen.evaluate.translation import psnr
-from pyrogen.infer.translation import pix2pix_loss
 from pyrogen.models.translation import PairCritic, Translator
-from pyrogen.train import AdversarialStep, Trainer, set_seed
+from pyrogen.train import Trainer, pix2pix_step, set_seed
 
 
 def train(x_in, x_target, adv_weight: float, args) -> Translator:
     set_seed(args.seed)
     translator = Translator((8, 8), noise_dim=4, base_channels=16, residual=True)
     critic = PairCritic((8, 8), base_channels=16)
-    adv, objective = pix2pix_loss(critic, l1_weight=100.0, adv_weight=adv_weight)
-    step = AdversarialStep(
-        translator,
-        critic,
-        adv,
-        generator_loss=objective,
-        # a batch (inputs, targets) -> model(n, y=inputs, target=targets); the critic's real
-        # examples are the targets, scored as critic(target, inputs)
-        inputs=lambda x, t: ((len(x),), {"y": x, "target": t}),
-        real=lambda x, t: t,
-        critic_steps=1,
-        lr=1e-3,
-        betas=(0.5, 0.999),
-    )
+    # a batch (inputs, targets) -> translator(n, y=inputs, target=targets); the critic's real
+    # examples are the targets, scored as critic(target, inputs)
+    step = pix2pix_step(translator, critic, l1_weight=100.0, adv_weight=adv_weight, lr=1e-3)
     Trainer(step, batch_size=64, steps=args.steps, seed=args.seed, progress=False).fit(
         x_in, x_target
     )

@@ -38,10 +38,9 @@ from pyrogen.data.translation import (
 from pyrogen.evaluate.fid import train_feature_classifier
 from pyrogen.evaluate.translation import label_preservation, psnr
 from pyrogen.infer.adversarial import LOSSES
-from pyrogen.infer.translation import pix2pix_loss
 from pyrogen.models.translation import CycleGAN, PairCritic, Translator
 from pyrogen.nn.conv import ConvCritic
-from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, set_seed
+from pyrogen.train import Trainer, TrainingInterrupted, pix2pix_step, set_seed
 from pyrogen.train.files import save_state, write_json
 from pyrogen.train.steps.cycle import CycleGANStep
 
@@ -127,18 +126,7 @@ def _train_pix2pix(args, dataset, x_in, x_target, adv_weight, device, label):
         residual=args.task == "superres",
     ).to(device)
     critic = PairCritic(dataset.shape, base_channels=args.base_channels).to(device)
-    adv, objective = pix2pix_loss(critic, args.l1_weight, adv_weight, args.loss)
-    step = AdversarialStep(
-        translator,
-        critic,
-        adv,
-        generator_loss=objective,
-        inputs=lambda x, t: ((len(x),), {"y": x, "target": t}),
-        real=lambda x, t: t,
-        critic_steps=1,
-        lr=args.lr,
-        betas=(0.5, 0.999),
-    )
+    step = pix2pix_step(translator, critic, args.l1_weight, adv_weight, args.loss, lr=args.lr)
     print(f"pyrogen translate: training {label} ({args.steps} steps)")
     start = time.perf_counter()
     history = Trainer(

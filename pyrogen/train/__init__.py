@@ -36,6 +36,7 @@ from pyrogen.train.steps import (
     SVIStep,
     TrainingStep,
     aae_step,
+    pix2pix_step,
     vae_gan_step,
 )
 from pyrogen.train.trainer import Trainer, epoch_order, iterate_minibatches, set_seed
@@ -63,6 +64,7 @@ __all__ = [
     "TrainingStep",
     "Validation",
     "aae_step",
+    "pix2pix_step",
     "epoch_order",
     "iterate_minibatches",
     "set_seed",

@@ -2,14 +2,15 @@
 
 :class:`SVIStep` is Pyro's SVI update; :class:`AdversarialStep` alternates k critic updates and one
 generator update; :func:`vae_gan_step` and :func:`aae_step` build one for the VAE-GAN and the
-adversarial autoencoder. All follow the :class:`TrainingStep` protocol, which users' own
-steps can follow too.
+adversarial autoencoder, :func:`pix2pix_step` for image-to-image translation. All follow the
+:class:`TrainingStep` protocol, which users' own steps can follow too.
 """
 
 from pyrogen.train.steps.adversarial import AdversarialStep
 from pyrogen.train.steps.autoencoding import AutoencodingStep, aae_step, vae_gan_step
 from pyrogen.train.steps.base import Batch, NonFiniteError, TrainingStep
 from pyrogen.train.steps.svi import SVIStep
+from pyrogen.train.steps.translation import pix2pix_step
 
 __all__ = [
     "AdversarialStep",
@@ -19,5 +20,6 @@ __all__ = [
     "SVIStep",
     "TrainingStep",
     "aae_step",
+    "pix2pix_step",
     "vae_gan_step",
 ]
