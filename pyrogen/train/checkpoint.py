@@ -446,11 +446,13 @@ def check_resumable(
     config: dict[str, Any],
     data: tuple[torch.Tensor, ...] | None = None,
     force: bool = False,
+    warn: bool = True,
 ) -> Path | None:
     """What :meth:`Checkpointer.restore` will check, without a Trainer and before anything is
     written: the newest valid checkpoint in ``directory`` (``None``: no checkpoint file at all),
     whose config (and, given ``data``, training data) must match; ``force`` turns a mismatch
-    into a warning.
+    into a warning (``warn=False``: silently, for a caller whose ``Checkpointer`` will warn
+    when it restores).
 
     :raises CheckpointError: checkpoint files exist but none loads.
     :raises ValueError: a setting or the data differ (each named), unless ``force``.
@@ -472,7 +474,7 @@ def check_resumable(
     problems = compatibility_problems(saved, config, trainer)
     if problems and not force:
         raise ValueError(_refusal(path, problems))
-    if problems:
+    if problems and warn:
         warnings.warn(
             f"--force-resume: resuming from {path} although {'; and '.join(problems)}.",
             stacklevel=2,
@@ -646,6 +648,7 @@ class Checkpointer:
             raise ValueError(_refusal(path, problems))
         if problems:
             warnings.warn(
-                f"force_resume: resuming from {path} although {'; and '.join(problems)}.",
+                f"--force-resume (force_resume): resuming from {path} although"
+                f" {'; and '.join(problems)}.",
                 stacklevel=2,
             )

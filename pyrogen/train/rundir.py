@@ -158,8 +158,8 @@ class RunDir:
                 f"--out {out} holds a `pyrogen {saved['command']}` run; `pyrogen {self.command}"
                 " --resume` cannot continue it. Use another --out."
             )
-        self.resume_from = check_resumable(
-            out / "checkpoints", self.config, self.data, force=self.force_resume
+        self.resume_from = check_resumable(  # the Checkpointer warns when it restores
+            out / "checkpoints", self.config, self.data, force=self.force_resume, warn=False
         )
         if self.resume_from is None and saved is not None:  # no checkpoint: compare config.json
             diffs = settings_differences(saved, self.config)

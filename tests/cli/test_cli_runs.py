@@ -100,3 +100,15 @@ def test_overwrite_replaces_and_out_that_is_a_file_is_refused(tmp_path, capsys):
     capsys.readouterr()
     line = _one_line_error(capsys, 2, main(["vae", "--out", str(out / "model.pt"), *TINY]))
     assert f"--out {out / 'model.pt'} is a file" in line
+
+
+def test_force_resume_warns_once_naming_the_setting(tmp_path, capsys):
+    """Before: the warning was printed twice (run directory check, then the restore)."""
+    out = str(tmp_path / "r")
+    assert main(["vae", "--out", out, "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    args = ["vae", "--out", out, "--epochs", "2", "--force-resume", "--lr", "0.002", *TINY]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "--force-resume" in line]
+    assert len(warned) == 1 and "lr=0.001, this run has lr=0.002" in warned[0], err
