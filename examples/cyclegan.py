@@ -75,7 +75,9 @@ def main(args: argparse.Namespace) -> None:
         for name, net in (("G: A -> B", model.g_ab), ("F: B -> A", model.g_ba)):
             k, transposed = net.TRANSFORMS[int(net.weights().argmax())]
             flip = ", transposed" if transposed else ""
-            print(f"{name} chose rot{90 * k}{flip} (weight {float(net.weights().max()):.3f})")
+            print(
+                f"{name} chose rot{90 * k}{flip} (weight {float(net.weights().max().detach()):.3f})"
+            )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

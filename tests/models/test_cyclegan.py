@@ -62,7 +62,7 @@ def test_cycle_term_gradient_reaches_both_generators(site):
     assert SiteL1(site, target=target)(model, None, x_a, x_b) < 1e-6
 
 
-@pytest.mark.slow  # ~40-70 s on the loaded 2-core machine
+@pytest.mark.slow  # ~60-95 s on the loaded 2-core machine
 def test_cyclegan_picks_the_rotation_and_preserves_labels():
     data = load_dataset("digits")
     train = rotated_domains(data.train_x, (8, 8), data.train_y)
@@ -70,11 +70,11 @@ def test_cyclegan_picks_the_rotation_and_preserves_labels():
     torch.manual_seed(0)
     model = CycleGAN((8, 8), translator="dihedral")
     step = CycleGANStep(model, ConvCritic((8, 8), 8), ConvCritic((8, 8), 8), lr=1e-3)
-    history = Trainer(step, batch_size=64, steps=300, seed=0, progress=False).fit(
+    history = Trainer(step, batch_size=64, steps=400, seed=0, progress=False).fit(
         train["a"], train["b"]
     )
     cycle = history.column("cycle_loss")
-    assert sum(cycle[-30:]) / 30 < 0.2 * sum(cycle[:30]) / 30
+    assert sum(cycle[-40:]) / 40 < 0.2 * sum(cycle[:40]) / 40
     g = model.g_ab.TRANSFORMS[int(model.g_ab.weights().argmax())]
     f = model.g_ba.TRANSFORMS[int(model.g_ba.weights().argmax())]
     assert (g, f) == ((1, False), (3, False))  # G rotates by 90°, F by 270° (= -90°)
