@@ -148,9 +148,11 @@ def _check_cyclegan(out: str) -> None:
     last = _number(r"cycle loss: .* last 10% ([\d.]+)", out)
     assert last < 0.9 * first, (first, last)
     assert _number(r"classifier accuracy on real domain B: ([\d.]+)", out) > 0.85
-    # label preservation is printed but not yet asserted: the generators still collapse
-    # (measured 0.03-0.11 at 800 steps, chance 0.1; the goal is >= 0.9)
-    assert 0 <= _number(r"label preservation A -> B: ([\d.]+)", out) <= 1
+    # the smoke test's 150 steps have not committed yet (measured: weight 0.26 on the chosen
+    # symmetry, preservation 0.47 / 0.56); the default 400 steps reach 0.93 both ways
+    assert "G: A -> B chose rot90 " in out and "F: B -> A chose rot270 " in out, out
+    assert _number(r"label preservation A -> B: ([\d.]+)", out) > 0.3  # chance 0.1
+    assert _number(r"label preservation B -> A: ([\d.]+)", out) > 0.3
 
 
 #: What each example must print (beyond exiting 0).

@@ -17,6 +17,14 @@ r"""Image-to-image translation as Pyro programs: the conditional generator of pi
   the program (the L1 term of :mod:`pyrogen.infer.reconstruction` reads it).
 * :class:`PairCritic` (pix2pix's conditional D): ``critic(x, y)`` scores the pair (output, input)
   with a :class:`~pyrogen.nn.ConvCritic` on the two images stacked as channels.
+* :class:`DihedralTranslator`: a *geometric* translator, the mixture
+  :math:`G(x) = \sum_{k=1}^{8} \mathrm{softmax}(\tau\alpha)_k\, T_k x` of the 8 symmetries
+  :math:`T_k` of the square (4 rotations, each with and without transposition) with learned
+  logits α. CycleGAN's losses then *choose* the symmetry: a conv net or MLP translator trained on
+  digits ↔ rotated digits finds some other invertible map (a class-shuffling bijection matches
+  the distributions and the cycle just as well; Zhu et al. list geometric changes among
+  CycleGAN's failures), so for a geometric domain pair the translator must be restricted to
+  geometric maps.
 * :class:`CycleGAN`: ``model(x_a, x_b)`` records :math:`G(x_a)` at ``"fake_b"``,
   :math:`F(G(x_a))` at ``"rec_a"``, :math:`F(x_b)` at ``"fake_a"`` and :math:`G(F(x_b))` at
   ``"rec_b"`` (no noise, as in CycleGAN).
@@ -186,20 +194,74 @@ class Translator(PyroModule):
         return model(len(y), y)
 
 
+class DihedralTranslator(nn.Module):
+    r""":math:`G(x) = \sum_k \mathrm{softmax}(\tau\alpha)_k\, T_k x` over the 8 symmetries
+    :math:`T_k` of the square (:attr:`TRANSFORMS`; see the module docs), on flattened images.
+
+    :param image_shape: ``(C, H, W)`` or ``(H, W)``, square (H = W).
+    :param temperature: τ, the scale of the logits α (α starts at 0.01·N(0, 1); a larger τ
+        commits to one symmetry faster).
+    """
+
+    #: ``(k, transposed)``: :math:`T x` = ``rot90(x.T if transposed else x, k)`` (counter-clockwise)
+    TRANSFORMS = tuple((k, t) for t in (False, True) for k in range(4))
+
+    def __init__(self, image_shape: Sequence[int], temperature: float = 10.0) -> None:
+        super().__init__()
+        shape = tuple(int(s) for s in image_shape)
+        shape = (1, *shape) if len(shape) == 2 else shape
+        if len(shape) != 3 or min(shape) < 1 or shape[1] != shape[2]:
+            raise ValueError(
+                "DihedralTranslator rotates images: image_shape must be (C, H, H) or (H, H),"
+                f" square, got {tuple(image_shape)}; use TranslatorNet for non-square images."
+            )
+        if not temperature > 0:
+            raise ValueError(f"Expected temperature > 0, got {temperature}.")
+        self.image_shape = c, h, w = shape
+        self.data_dim, self.temperature = c * h * w, temperature
+        self.logits = nn.Parameter(0.01 * torch.randn(len(self.TRANSFORMS)))
+
+    def weights(self) -> torch.Tensor:
+        r"""The mixture weights :math:`\mathrm{softmax}(\tau\alpha)` over :attr:`TRANSFORMS`."""
+        return torch.softmax(self.temperature * self.logits, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        images = _flat_images(self, x)
+        out = 0.0
+        for weight, (k, transposed) in zip(self.weights(), self.TRANSFORMS, strict=True):
+            image = images.transpose(2, 3) if transposed else images
+            out = out + weight * torch.rot90(image, k, dims=(2, 3))
+        return out.reshape(*batch, self.data_dim)
+
+
+TRANSLATORS = ("dihedral", "conv")
+
+
 class CycleGAN(PyroModule):
     r"""CycleGAN's two generators :math:`G: A \to B` and :math:`F: B \to A` as one Pyro program
     ``model(x_a, x_b)`` with the sites ``fake_b = G(x_a)``, ``rec_a = F(G(x_a))``,
     ``fake_a = F(x_b)``, ``rec_b = G(F(x_b))``.
 
     :param image_shape: ``(C, H, W)`` or ``(H, W)`` of both domains.
+    :param translator: ``"conv"``: two :class:`TranslatorNet` (generic, appearance changes);
+        ``"dihedral"``: two :class:`DihedralTranslator` (geometric domain pairs such as images
+        and their rotations, which the conv translator does not solve).
     :param kwargs: :class:`TranslatorNet`'s ``base_channels``, ``stages``, ``skip``,
-        ``residual`` (no noise).
+        ``residual``, ``global_bottleneck`` (no noise), or :class:`DihedralTranslator`'s
+        ``temperature``.
     """
 
-    def __init__(self, image_shape: Sequence[int], **kwargs) -> None:
+    def __init__(self, image_shape: Sequence[int], translator: str = "conv", **kwargs) -> None:
         super().__init__()
-        self.g_ab = TranslatorNet(image_shape, noise_dim=0, **kwargs)
-        self.g_ba = TranslatorNet(image_shape, noise_dim=0, **kwargs)
+        if translator not in TRANSLATORS:
+            raise ValueError(f"Unknown translator {translator!r}; expected one of {TRANSLATORS}.")
+        if translator == "dihedral":
+            self.g_ab = DihedralTranslator(image_shape, **kwargs)
+            self.g_ba = DihedralTranslator(image_shape, **kwargs)
+        else:
+            self.g_ab = TranslatorNet(image_shape, noise_dim=0, **kwargs)
+            self.g_ba = TranslatorNet(image_shape, noise_dim=0, **kwargs)
         to_pyro_module_(self.g_ab)
         to_pyro_module_(self.g_ba)
         self.data_dim = self.g_ab.data_dim
