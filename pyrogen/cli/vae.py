@@ -31,6 +31,7 @@ from pyrogen.infer import OBJECTIVES, get_objective
 from pyrogen.models import CVAE, VAE
 from pyrogen.models.latent import interpolate, random_walk
 from pyrogen.models.likelihoods import LIKELIHOODS
+from pyrogen.models.vae import ARCHS
 from pyrogen.nn.mlp import ACTIVATIONS
 from pyrogen.train import SVIStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
@@ -74,6 +75,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(ACTIVATIONS),
         default=None,
         help="of the hidden layers (default: relu)",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=list(ARCHS),
+        default="mlp",
+        help="encoder/decoder: mlp (--hidden) or conv, the convolutional ConvEncoder /"
+        " ConvDecoder of pyrogen.nn.conv (two stride-2 convolutions, --base-channels; images"
+        " whose height and width are multiples of 4; one fully connected layer of --hidden"
+        " units after the encoder's convolutions) (default: mlp)",
+    )
+    parser.add_argument(
+        "--base-channels",
+        type=int,
+        default=None,
+        help="--arch conv: channels of the encoder's first and the decoder's last convolution"
+        " (default: 32)",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="(default: 128)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-3)")
@@ -220,12 +237,59 @@ def _resolve_settings(args: argparse.Namespace) -> None:
                 f"--activation {args.activation} is for the plain VAE ({other} uses relu);"
                 " drop one of them."
             )
+    _resolve_arch(args, other)
     if args.model != "vae" and (
         args.adam_eps != VAE_DEFAULTS.adam_eps or args.lr_schedule != "constant"
     ):
         raise ValueError(
             f"--adam-eps / --lr-schedule set the VAE's Adam; --model {args.model} builds its"
             " own optimizers. Drop them or use --model vae."
+        )
+
+
+_CONV_BASE_CHANNELS = 32  # --base-channels of --arch conv
+
+
+def _resolve_arch(args: argparse.Namespace, other: str) -> None:
+    """Refuse ``--arch conv`` where it has no conv networks, ``--base-channels`` without it."""
+    if args.arch == "mlp":
+        if args.base_channels is not None:
+            raise ValueError(
+                "--base-channels sets the convolutional networks; add --arch conv or drop it."
+            )
+        return
+    if args.conditional or args.model != "vae":
+        raise ValueError(
+            f"--arch conv is for the plain VAE; {other} has MLP networks only. Drop --arch conv"
+            f" or {other}."
+        )
+    if len(args.hidden) != 1:
+        raise ValueError(
+            "--arch conv has one fully connected layer after the encoder's convolutions; give"
+            f" one --hidden size (e.g. --hidden 256), got {' '.join(map(str, args.hidden))}."
+        )
+    if args.activation != "relu":
+        raise ValueError(f"--arch conv uses relu; drop --activation {args.activation}.")
+    if args.base_channels is None:
+        args.base_channels = _CONV_BASE_CHANNELS
+    if args.base_channels < 1:
+        raise ValueError(f"--base-channels must be >= 1, got {args.base_channels}.")
+
+
+def _check_image(dataset, args: argparse.Namespace) -> None:
+    """``--arch conv`` needs images whose sides two stride-2 convolutions halve exactly."""
+    if args.arch != "conv":
+        return
+    if not dataset.is_image:
+        raise ValueError(
+            f"--arch conv needs image data, but {dataset.name!r} is not an image data set; use"
+            " --arch mlp."
+        )
+    h, w = dataset.shape
+    if h % 4 or w % 4:
+        raise ValueError(
+            f"--arch conv halves the images twice, so their height and width must be multiples"
+            f" of 4; {dataset.name!r} has {h}×{w} images. Use --arch mlp (or pad the images)."
         )
 
 
@@ -282,6 +346,7 @@ def _build(args: argparse.Namespace) -> _Run:
     autoencoders.check(args)
     options = trainer_options(args, out, device)
     dataset = load_dataset(args.data, binarize=binarize)
+    _check_image(dataset, args)
     if args.conditional:
         _check_labels(dataset)
     set_seed(args.seed)
@@ -297,7 +362,12 @@ def _build(args: argparse.Namespace) -> _Run:
         vae = autoencoders.build(args, dataset.dim, len(dataset.train_x))
     else:
         sizes = (args.latent_dim, args.hidden, args.likelihood, len(dataset.train_x))
-        vae = VAE(dataset.dim, *sizes, activation=args.activation)
+        conv = (
+            {"arch": "conv", "image_shape": dataset.shape, "base_channels": args.base_channels}
+            if args.arch == "conv"
+            else {}
+        )
+        vae = VAE(dataset.dim, *sizes, activation=args.activation, **conv)
     vae.validate(dataset.train_x, *train_labels)
     vae.validate(dataset.test_x, *test_labels)
     vae.to(device)
@@ -309,6 +379,9 @@ def _build(args: argparse.Namespace) -> _Run:
         config.pop("conditional")
     for name in ("model", "adv_weight", "adv_loss", "critic_hidden", "prior"):
         config.pop(name)  # plain VAE runs keep their config.json; the others record them below
+    if args.arch == "mlp":  # MLP runs keep the config.json they always had
+        config.pop("arch")
+        config.pop("base_channels")
     for name in _NEW_FLAGS:  # recorded when they change something
         if config[name] == getattr(VAE_DEFAULTS, name, None):
             config.pop(name)

@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pyro
@@ -30,6 +31,10 @@ from pyro.nn.module import to_pyro_module_
 
 from pyrogen.models.likelihoods import Likelihood, get_likelihood
 from pyrogen.nn import MLP, GaussianEncoder
+from pyrogen.nn.conv import ConvDecoder, ConvEncoder
+
+#: encoder/decoder architectures of :class:`VAE`
+ARCHS = ("mlp", "conv")
 
 
 def check_features(x: torch.Tensor, data_dim: int, name: str) -> None:
@@ -50,8 +55,8 @@ def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
 
 
 class VAE(PyroModule):
-    """A VAE with MLP encoder/decoder (ReLU or ``activation``), prior N(0, I) and a Gaussian
-    amortized guide.
+    """A VAE with MLP (or convolutional) encoder/decoder, prior N(0, I) and a Gaussian amortized
+    guide.
 
     :param data_dim: features per example (e.g. 64 for 8x8 digits, 784 for MNIST).
     :param latent_dim: size of z.
@@ -62,6 +67,16 @@ class VAE(PyroModule):
         means the batch is the whole data set.
     :param activation: of the hidden layers: ``"relu"``, ``"leaky_relu"`` or ``"tanh"`` (Burda et
         al. 2016 use tanh).
+    :param arch: ``"mlp"`` or ``"conv"``: the :class:`~pyrogen.nn.conv.ConvEncoder` (two
+        stride-2 convolutions with ``base_channels``, ``2·base_channels`` channels, then one
+        fully connected layer of ``hidden[0]`` units) and the mirrored
+        :class:`~pyrogen.nn.conv.ConvDecoder` (no BatchNorm), on flattened images of
+        ``image_shape``. The model, guide and their sites are the same for both, so every
+        estimator and :func:`pyrogen.evaluate.log_likelihood` apply unchanged.
+    :param image_shape: ``(C, H, W)`` or ``(H, W)`` of one image (``arch="conv"`` only; its
+        product is ``data_dim``, H and W multiples of 4), e.g. ``(8, 8)`` for digits.
+    :param base_channels: channels of the encoder's first (the decoder's last hidden)
+        convolution (``arch="conv"`` only).
 
     Its ``model(x)`` and ``guide(x)`` are ordinary Pyro programs for ``SVI`` (or
     :class:`pyrogen.train.SVIStep`); encode, decode and sample work on batches:
@@ -85,6 +100,9 @@ class VAE(PyroModule):
         likelihood: str | Likelihood = "bernoulli",
         num_data: int | None = None,
         activation: str = "relu",
+        arch: str = "mlp",
+        image_shape: Sequence[int] | None = None,
+        base_channels: int = 32,
     ) -> None:
         super().__init__()
         if data_dim < 1 or latent_dim < 1:
@@ -94,9 +112,16 @@ class VAE(PyroModule):
         self.likelihood = get_likelihood(likelihood)
         self.num_data = num_data
         self.activation = activation
-        self.encoder = GaussianEncoder(data_dim, self.hidden, latent_dim, activation)
-        out = data_dim * self.likelihood.params_per_feature
-        self.decoder = MLP(latent_dim, self.hidden[::-1], out, activation)
+        self.arch, self.base_channels = arch, base_channels
+        self.image_shape = _check_arch(arch, image_shape, data_dim, self.hidden, activation)
+        if arch == "conv":
+            self.encoder = ConvEncoder(image_shape, latent_dim, base_channels, self.hidden[0])
+            factor = self.likelihood.params_per_feature
+            self.decoder = ConvDecoder(latent_dim, image_shape, factor, base_channels)
+        else:
+            self.encoder = GaussianEncoder(data_dim, self.hidden, latent_dim, activation)
+            out = data_dim * self.likelihood.params_per_feature
+            self.decoder = MLP(latent_dim, self.hidden[::-1], out, activation)
         to_pyro_module_(self.encoder)
         to_pyro_module_(self.decoder)
 
@@ -170,4 +195,43 @@ class VAE(PyroModule):
         }
         if self.activation != "relu":
             config["activation"] = self.activation
+        if self.arch != "mlp":
+            config.update(
+                arch=self.arch, image_shape=list(self.image_shape), base_channels=self.base_channels
+            )
         return config
+
+
+def _check_arch(
+    arch: str,
+    image_shape: Sequence[int] | None,
+    data_dim: int,
+    hidden: tuple[int, ...],
+    activation: str,
+) -> tuple[int, ...] | None:
+    """Refuse settings ``arch`` cannot use; the image shape of a convolutional VAE."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}.")
+    if arch == "mlp":
+        if image_shape is not None:
+            raise ValueError("image_shape is for arch='conv'; drop it or pass arch='conv'.")
+        return None
+    if image_shape is None:
+        raise ValueError(
+            "arch='conv' needs the images' shape: pass image_shape=(H, W) or (C, H, W), e.g."
+            " (8, 8) for digits or (28, 28) for MNIST."
+        )
+    shape = tuple(int(s) for s in image_shape)
+    if math.prod(shape) != data_dim:
+        raise ValueError(
+            f"image_shape {shape} has {math.prod(shape)} pixels but data_dim={data_dim}; pass the"
+            " shape of one (unflattened) example."
+        )
+    if len(hidden) != 1:
+        raise ValueError(
+            f"arch='conv' has one fully connected layer after the convolutions; pass one size in"
+            f" hidden (e.g. hidden=(256,)), got {list(hidden)}."
+        )
+    if activation != "relu":
+        raise ValueError(f"arch='conv' uses ReLU; drop activation={activation!r}.")
+    return shape
