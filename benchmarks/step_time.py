@@ -7,7 +7,7 @@ reference on the same networks (same initial weights), checks that they compute 
 the same batch and seed (and the same parameters after one update), then times them in
 interleaved rounds (A B A B ...) on one thread and reports medians and the ratio
 pyrogen / reference. Peak memory, each path in its own process: on CPU the growth of the peak
-resident set size (``resource.getrusage(...).ru_maxrss``) over 20 steps, after building the model
+resident set size (``VmHWM`` of ``/proc/self/status``) over 20 steps, after building the model
 and the data (``tracemalloc`` cannot see torch's allocations); on CUDA the peak of
 ``torch.cuda.max_memory_allocated`` over the same steps, above what was allocated before them.
 Epoch time: ``Trainer.fit`` for one epoch against a plain
@@ -273,23 +273,31 @@ def epoch_times(batch: int, rounds: int, steps_per_epoch: int = 40) -> dict:
     }
 
 
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (``VmHWM``). Not ``ru_maxrss``: Linux
+    carries that over from the parent through fork + exec, so a child of a larger benchmark
+    process would report no growth at all."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (peak memory needs Linux)")
+
+
 def peak_memory(case: str, batch: int, which: str, steps: int = 20) -> float:
     """MiB by which the peak memory grows over the first ``steps`` steps of one path (built model
-    and data excluded), in a fresh process: peak RSS (``ru_maxrss``) on CPU, peak
+    and data excluded), in a fresh process: peak RSS (:func:`peak_rss`) on CPU, peak
     ``torch.cuda.max_memory_allocated`` on CUDA."""
     code = (
-        "import sys, resource, torch; torch.set_num_threads(1);"
+        "import sys, torch; torch.set_num_threads(1);"
         f"sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
         f"import step_time as b; b.DEVICE = torch.device({str(DEVICE)!r});"
         f"step, ref, n, _ = b.build({case!r}); xs = b.data({batch}, n);"
         f"fn = step if {which!r} == 'pyrogen' else ref;"
         "cuda = b.DEVICE.type == 'cuda';"
-        "r0 = torch.cuda.memory_allocated(b.DEVICE) if cuda else"
-        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024;"
+        "r0 = torch.cuda.memory_allocated(b.DEVICE) if cuda else b.peak_rss();"
         "cuda and torch.cuda.reset_peak_memory_stats(b.DEVICE);"
         f"[fn(*xs) for _ in range({steps})];"
-        "r1 = torch.cuda.max_memory_allocated(b.DEVICE) if cuda else"
-        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024;"
+        "r1 = torch.cuda.max_memory_allocated(b.DEVICE) if cuda else b.peak_rss();"
         "print((r1 - r0) / 2**20)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
