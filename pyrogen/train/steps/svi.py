@@ -264,6 +264,7 @@ class SVIStep:
             self._loss, loss = err, math.nan
         params = {id(p): p for run in runs for p in run.params.values()}
         self._shadowed.params = {n: p for run in runs for n, p in run.shadowed.items()}
+        runs.clear()  # the sites' tensors are freed before the update allocates its own
         self._update(params.values())
         _clear_grads(params.values())
         return loss
