@@ -6,8 +6,11 @@ Monte Carlo KL = ``Trace_ELBO``, IWAE K = 5, STL, a non-saturating GAN and WGAN-
 reference on the same networks (same initial weights), checks that they compute the same loss on
 the same batch and seed (and the same parameters after one update), then times them in
 interleaved rounds (A B A B ...) on one thread and reports medians and the ratio
-pyrogen / reference. Peak memory: the growth of the peak resident set size during the timed
-steps, each path in its own process. Epoch time: ``Trainer.fit`` for one epoch against a plain
+pyrogen / reference. Peak memory, each path in its own process: on CPU the growth of the peak
+resident set size (``VmHWM`` of ``/proc/self/status``) over 20 steps, after building the model
+and the data (``tracemalloc`` cannot see torch's allocations); on CUDA the peak of
+``torch.cuda.max_memory_allocated`` over the same steps, above what was allocated before them.
+Epoch time: ``Trainer.fit`` for one epoch against a plain
 loop over the same shuffled batches with the reference step, and against the same ``SVIStep``
 called in a loop (the Trainer's own overhead).
 
@@ -17,6 +20,8 @@ Usage::
     python benchmarks/step_time.py --full     # and 1024, more rounds
     python benchmarks/step_time.py --quick    # CI size: few rounds, batch 16 only, no memory
     python benchmarks/step_time.py --eval     # importance-sampled log-likelihood, K = 5000
+    python benchmarks/step_time.py --device cuda   # on a GPU (wall clock, synchronized);
+                                                   # exits cleanly where there is none
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from pyrogen.nn.adversarial import Critic, GeneratorNet  # noqa: E402
 from pyrogen.train import AdversarialStep, SVIStep, Trainer  # noqa: E402
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 50
+DEVICE = torch.device("cpu")  # --device
 
 
 # -- the references -------------------------------------------------------------------------------
@@ -55,8 +61,8 @@ class PlainVAE:
     """The VAE of ``pyrogen.models.VAE`` in plain PyTorch (its encoder/decoder weights copied)."""
 
     def __init__(self, vae: VAE, objective: str, k: int = 1) -> None:
-        self.enc = _plain_mlp(vae.encoder.net)
-        self.dec = _plain_mlp(vae.decoder)
+        self.enc = _plain_mlp(vae.encoder.net).to(DEVICE)
+        self.dec = _plain_mlp(vae.decoder).to(DEVICE)
         params = [*self.enc.parameters(), *self.dec.parameters()]
         self.params = params
         self.opt = torch.optim.Adam(params, lr=1e-3)
@@ -66,7 +72,7 @@ class PlainVAE:
         loc, log_var = self.enc(x).split(LATENT, dim=-1)
         scale = torch.exp(0.5 * log_var)
         shape = (self.k, *loc.shape) if self.objective == "iwae" else loc.shape
-        z = loc + scale * torch.empty(shape).normal_()
+        z = loc + scale * torch.empty(shape, device=loc.device).normal_()
         log_px = -F.binary_cross_entropy_with_logits(
             self.dec(z), x.expand(*z.shape[:-1], DATA_DIM), reduction="none"
         ).sum(-1)
@@ -111,14 +117,15 @@ class PlainGAN:
         net = gen.net
         self.g = GeneratorNet(net.latent_dim, net.data_dim, (512, 512), 0, net.output)
         self.g.load_state_dict({k: v.detach().clone() for k, v in net.state_dict().items()})
-        self.d = copy.deepcopy(critic)
+        self.g.to(DEVICE)
+        self.d = copy.deepcopy(critic).to(DEVICE)
         self.loss_name = loss
         lr, betas = (1e-4, (0.0, 0.9)) if loss == "wgan-gp" else (2e-4, (0.5, 0.999))
         self.g_opt = torch.optim.Adam(self.g.parameters(), lr=lr, betas=betas)
         self.d_opt = torch.optim.Adam(self.d.parameters(), lr=lr, betas=betas)
 
     def _fake(self, n: int) -> torch.Tensor:
-        return self.g(torch.empty(n, self.g.latent_dim).normal_())
+        return self.g(torch.empty(n, self.g.latent_dim, device=DEVICE).normal_())
 
     def __call__(self, *batches: torch.Tensor) -> dict[str, float]:
         for real in batches[:-1]:
@@ -127,7 +134,7 @@ class PlainGAN:
             s_real, s_fake = self.d(real), self.d(fake)
             if self.loss_name == "wgan-gp":
                 w1 = s_real.mean() - s_fake.mean()
-                eps = torch.rand(len(real), 1)
+                eps = torch.rand(len(real), 1, device=real.device)
                 x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
                 (grad,) = torch.autograd.grad(self.d(x_hat).sum(), x_hat, create_graph=True)
                 d_loss = -w1 + 10.0 * ((grad.norm(dim=1) - 1) ** 2).mean()
@@ -162,20 +169,22 @@ def build(case: str, seed: int = 0) -> tuple[Callable, Callable, int, object]:
     torch.manual_seed(seed)
     if case in VAE_LOSSES:
         objective, loss = VAE_LOSSES[case]
-        vae = VAE(DATA_DIM, LATENT, (HIDDEN,))
+        vae = VAE(DATA_DIM, LATENT, (HIDDEN,)).to(DEVICE)
         k = 5 if objective == "iwae" else 1
         return SVIStep(vae.model, vae.guide, loss=loss()), PlainVAE(vae, objective, k), 1, vae
     name = "wgan-gp" if case == "wgan-gp" else "nsgan"
     gen = Generator(32, DATA_DIM, (512, 512), output="sigmoid")
     critic = Critic(DATA_DIM, (512, 512), activation="leaky_relu")
-    ref = PlainGAN(gen, critic, name)
+    ref = PlainGAN(gen, critic, name)  # copies the networks, then moves the copies
+    gen.to(DEVICE)
+    critic.to(DEVICE)
     step = AdversarialStep(gen, critic, loss=name, critic_steps=1)
     return step, ref, 2, gen
 
 
 def data(batch: int, n: int = 1, seed: int = 1) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return [torch.rand(batch, DATA_DIM, generator=g).bernoulli() for _ in range(n)]
+    return [torch.rand(batch, DATA_DIM, generator=g).bernoulli().to(DEVICE) for _ in range(n)]
 
 
 def check(case: str, batch: int) -> float:
@@ -192,7 +201,7 @@ def check(case: str, batch: int) -> float:
     diffs = [abs(a[k] - b[k]) / max(1.0, abs(b[k])) for k in b]
     w_a = next(model.parameters()).detach()
     w_b = next(iter(ref.enc.parameters() if hasattr(ref, "enc") else ref.g.parameters())).detach()
-    diffs.append(float((w_a - w_b).abs().max()))
+    diffs.append(float((w_a - w_b.to(w_a.device)).abs().max()))
     if max(diffs) > 1e-4:
         raise AssertionError(f"{case} batch {batch}: pyrogen and reference differ: {a} vs {b}")
     return max(diffs)
@@ -206,6 +215,8 @@ CLOCK = time.thread_time
 def timed(fn: Callable, *args) -> float:
     t = CLOCK()
     fn(*args)
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
     return CLOCK() - t
 
 
@@ -262,18 +273,32 @@ def epoch_times(batch: int, rounds: int, steps_per_epoch: int = 40) -> dict:
     }
 
 
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (``VmHWM``). Not ``ru_maxrss``: Linux
+    carries that over from the parent through fork + exec, so a child of a larger benchmark
+    process would report no growth at all."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (peak memory needs Linux)")
+
+
 def peak_memory(case: str, batch: int, which: str, steps: int = 20) -> float:
-    """MiB by which the peak RSS grows over the first ``steps`` steps of one path (built model
-    and data excluded), in a fresh process."""
+    """MiB by which the peak memory grows over the first ``steps`` steps of one path (built model
+    and data excluded), in a fresh process: peak RSS (:func:`peak_rss`) on CPU, peak
+    ``torch.cuda.max_memory_allocated`` on CUDA."""
     code = (
-        "import sys, resource, torch; torch.set_num_threads(1);"
+        "import sys, torch; torch.set_num_threads(1);"
         f"sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
-        "import step_time as b;"
+        f"import step_time as b; b.DEVICE = torch.device({str(DEVICE)!r});"
         f"step, ref, n, _ = b.build({case!r}); xs = b.data({batch}, n);"
         f"fn = step if {which!r} == 'pyrogen' else ref;"
-        "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "cuda = b.DEVICE.type == 'cuda';"
+        "r0 = torch.cuda.memory_allocated(b.DEVICE) if cuda else b.peak_rss();"
+        "cuda and torch.cuda.reset_peak_memory_stats(b.DEVICE);"
         f"[fn(*xs) for _ in range({steps})];"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024)"
+        "r1 = torch.cuda.max_memory_allocated(b.DEVICE) if cuda else b.peak_rss();"
+        "print((r1 - r0) / 2**20)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -340,6 +365,8 @@ def environment() -> dict:
         "loadavg_1_5_15": load,
         "threads": torch.get_num_threads(),
         "clock": CLOCK.__name__,
+        "device": str(DEVICE),
+        "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
     }
 
 
@@ -355,10 +382,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-epoch", action="store_true")
     parser.add_argument("--eval", action="store_true", help="log-likelihood throughput, K=5000")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    global CLOCK
-    CLOCK = time.perf_counter if args.wall or args.threads > 1 else time.thread_time
+    global CLOCK, DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        print(f"--device {args.device}: no CUDA device here (torch {torch.__version__}); skipped.")
+        return
+    CLOCK = (
+        time.perf_counter
+        if args.wall or args.threads > 1 or DEVICE.type == "cuda"
+        else time.thread_time
+    )
     batches = args.batches or ([16] if args.quick else [16, 128, 1024] if args.full else [16, 128])
     rounds, reps = (5, 2) if args.quick else (41, 3) if args.full else (21, 3)
     results: dict = {"env": environment(), "steps": [], "epochs": [], "eval": None}
@@ -394,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
                 f" {row['trainer_vs_step_loop']:.3f}",
                 flush=True,
             )
-    if args.eval:
+    if args.eval and DEVICE.type == "cpu":
         num = 8 if args.quick else 100  # one full chunk of examples (batch_size=100)
         results["eval"] = eval_throughput(num, 5000, 3)
         print("eval:", json.dumps(results["eval"]))

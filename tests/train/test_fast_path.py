@@ -210,3 +210,41 @@ def test_a_distribution_refusing_its_parameters_on_the_fast_path_raises_and_chan
         step(X)
     for name, value in before.items():
         assert torch.equal(value, _params()[name]), name
+
+
+def test_a_shadowed_network_on_the_fast_path_is_refused_and_changes_nothing():
+    """The fast path finds the ``nn.Parameter``\\ s for which the param store returns other
+    tensors itself (no extra messenger): a guide switched to a second network under the first's
+    name raises, as on the standard path, and neither network nor the store moves."""
+    net1, net2 = torch.nn.Linear(6, 2), torch.nn.Linear(6, 2)
+
+    def guide(x):
+        net = pyro.module("enc", guide.net)
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(net(x), 1.0).to_event(1))
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample(
+                "x", dist.Bernoulli(logits=z.sum(-1, keepdim=True).expand(-1, 6)).to_event(1), obs=x
+            )
+
+    pyro.clear_param_store()
+    guide.net = net1
+    step = SVIStep(model, guide)
+    step(X)
+    step(X)
+    assert step.uses_fast_path
+    guide.net = net2
+    before, nets = (
+        _params(),
+        [{k: v.clone() for k, v in n.state_dict().items()} for n in (net1, net2)],
+    )
+    with pytest.raises(ValueError, match=r"\['enc\$\$\$bias', 'enc\$\$\$weight'\]"):
+        step(X)
+    for name, value in before.items():
+        assert torch.equal(value, _params()[name]), name
+    for net, start in zip((net1, net2), nets, strict=True):
+        assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
+        assert all(p.grad is None for p in net.parameters())

@@ -36,10 +36,11 @@ class Ineligible(Exception):
 
 
 class _Sites(Messenger):
-    """Records a run's sample sites (after the plates set their scale and mask), its plates'
-    subsample sites apart, and the params it uses (unconstrained, by name); with ``replay`` (a
-    guide run), latent and subsample sites take the guide's values, as ``poutine.replay``
-    does."""
+    r"""Records a run's sample sites (after the plates set their scale and mask), its plates'
+    subsample sites apart, and the params it uses (unconstrained, by name), with those
+    ``nn.Parameter``\ s a program passed to ``pyro.param`` for which Pyro's param store returned
+    another tensor (``shadowed``: see ``SVIStep``); with ``replay`` (a guide run), latent and
+    subsample sites take the guide's values, as ``poutine.replay`` does."""
 
     def __init__(self, replay: _Sites | None = None) -> None:
         super().__init__()
@@ -47,6 +48,7 @@ class _Sites(Messenger):
         self.sites: dict[str, dict] = {}
         self.subsamples: dict[str, dict] = {}
         self.params: dict[str, torch.Tensor] = {}
+        self.shadowed: dict[str, torch.nn.Parameter] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
         if self.replay is None or msg["is_observed"]:
@@ -67,8 +69,11 @@ class _Sites(Messenger):
 
     def _pyro_post_param(self, msg: dict) -> None:
         value = msg["value"]
-        own = value.unconstrained() if hasattr(value, "unconstrained") else value
-        self.params[msg["name"]] = own
+        stored = value.unconstrained() if hasattr(value, "unconstrained") else value
+        self.params[msg["name"]] = stored
+        args = msg["args"]
+        if len(args) > 1 and isinstance(args[1], torch.nn.Parameter) and args[1] is not stored:
+            self.shadowed[msg["name"]] = args[1]
 
 
 def _check_guide_site(site: dict) -> None:

@@ -228,16 +228,20 @@ class SVIStep:
         self._batch, self._loss, self._shadowed.params = batch, None, {}
         self._rng_state = torch.get_rng_state()
         try:
-            with self.param_scope(), self._shadowed:
-                if self._fast == "on":
+            with self.param_scope():
+                if self._fast == "on":  # its own recorder finds shadowed params
                     loss = self._fast_step(batch)
                 else:
-                    loss = self.svi.step(*batch)
+                    loss = self._standard_step(batch)
                     if self._fast == "first":
                         self._fast = "on"
         finally:
             self._batch = self._loss = self._rng_state = None
         return {"loss": loss * self.loss_scale}
+
+    def _standard_step(self, batch: tuple[Batch, ...]) -> float:
+        with self._shadowed:
+            return self.svi.step(*batch)
 
     def _fast_step(self, batch: tuple[Batch, ...]) -> float:
         """The default loss without Pyro's traces, then the same update as :meth:`_update`; the
@@ -253,12 +257,14 @@ class SVIStep:
                 stacklevel=3,
             )
             torch.set_rng_state(self._rng_state)  # this step's draws, as if it had not run
-            return self.svi.step(*batch)
+            return self._standard_step(batch)
         except ValueError as err:
             if not _raised_by_validation(err):
                 raise
             self._loss, loss = err, math.nan
         params = {id(p): p for run in runs for p in run.params.values()}
+        self._shadowed.params = {n: p for run in runs for n, p in run.shadowed.items()}
+        runs.clear()  # the sites' tensors are freed before the update allocates its own
         self._update(params.values())
         _clear_grads(params.values())
         return loss
