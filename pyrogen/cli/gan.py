@@ -44,7 +44,7 @@ from pyrogen.nn.adversarial import Critic, ProjectionCritic
 from pyrogen.nn.conv import ConvCritic, ConvGeneratorNet
 from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
-from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS, GANDefaults
+from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS, GANDefaults, image_defaults
 from pyrogen.train.rundir import RunDir, prepare_run_dir
 
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
@@ -221,10 +221,17 @@ def _projection_pack(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace, image: bool) -> GANDefaults:
-    """Fill the unset ``--arch/--loss/--steps/--batch-size/--base-channels/--spectral-norm`` of
-    ``args`` from the data's defaults (so config.json records what ran); refuse mismatches."""
+    """Fill the unset ``--arch/--loss/--steps/--batch-size/--critic-steps/--critic-lr/
+    --base-channels/--spectral-norm`` of ``args`` from the data's defaults, on images those of
+    the loss (:func:`~pyrogen.train.presets.image_defaults`), so config.json records what ran;
+    refuse mismatches."""
     defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
-    for name in ("arch", "loss", "steps", "batch_size"):
+    for name in ("arch", "loss"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name))
+    if image:
+        defaults = image_defaults(args.loss)
+    for name in ("steps", "batch_size", "critic_steps", "critic_lr"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(defaults, name))
     if args.arch == "conv" and not image:
@@ -461,6 +468,7 @@ def _build(args: argparse.Namespace) -> _Run:
         "generator_optim": type(step.generator_optim).__name__,
         "generator_lr": step.generator_optim.defaults["lr"],
         "critic_lr": step.critic_optim.defaults["lr"],
+        "betas": list(step.betas) if step.betas is not None else None,
         "lr_decay": lr_decay,
         "ema": ema,
     }
@@ -495,8 +503,11 @@ def _train_and_report(args: argparse.Namespace, r: _Run, run_dir: RunDir) -> int
         print(
             f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
             + (f" conditional on {num_classes} classes," if args.conditional else "")
-            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
-            f" {device} -> {out}/"
+            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}"
+            + (f", spectral norm {'on' if args.spectral_norm else 'off'}" if image else "")
+            + f", lr={step.lr:g}, critic lr={step.critic_lr:g}"
+            + (f", betas={tuple(step.betas)}" if step.betas is not None else "")
+            + f", {args.steps} steps on {device} -> {out}/"
         )
     start = time.perf_counter()
     try:

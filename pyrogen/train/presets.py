@@ -15,7 +15,7 @@ r"""Published and measured training settings, in one place for the CLI, benchmar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ class GANDefaults:
 
     ``arch`` is ``"mlp"`` (:class:`~pyrogen.nn.GeneratorNet` / :class:`~pyrogen.nn.Critic` with
     ``hidden``) or ``"conv"`` (:class:`~pyrogen.nn.conv.ConvGeneratorNet` /
-    :class:`~pyrogen.nn.conv.ConvCritic` with ``base_channels`` and ``spectral_norm``); ``lr``
-    and ``betas`` of ``None`` mean the loss's paper values (:data:`PRESETS`).
+    :class:`~pyrogen.nn.conv.ConvCritic` with ``base_channels`` and ``spectral_norm``); ``lr``,
+    ``betas`` and ``critic_steps`` of ``None`` mean the loss's paper values (:data:`PRESETS`),
+    ``critic_lr`` of ``None`` the generator's ``lr``.
     """
 
     arch: str = "mlp"
@@ -68,6 +69,8 @@ class GANDefaults:
     spectral_norm: bool = False
     lr: float | None = None
     betas: tuple[float, float] | None = None
+    critic_steps: int | None = None
+    critic_lr: float | None = None
 
 
 #: Toy mixtures (ring8, grid25, 1-D): measured in ``benchmarks/gan_modes.py``.
@@ -87,6 +90,21 @@ IMAGE_DEFAULTS = GANDefaults(
     output="sigmoid",
     critic_activation="leaky_relu",
 )
+
+#: Per-loss changes to :data:`IMAGE_DEFAULTS` (``pyrogen gan --loss LOSS`` on images; a flag on
+#: the command line wins), measured on 8×8 digits in ``benchmarks/image_gan.py``. A loss not
+#: listed runs :data:`IMAGE_DEFAULTS` with its paper optimizer (:data:`PRESETS`).
+IMAGE_LOSS_DEFAULTS: dict[str, dict[str, object]] = {
+    "hinge": {"spectral_norm": True},
+    "wgan-gp": {},
+}
+
+
+def image_defaults(loss: str) -> GANDefaults:
+    """:data:`IMAGE_DEFAULTS` for ``loss`` with its :data:`IMAGE_LOSS_DEFAULTS` applied; the
+    image default loss's own ``lr``/``betas`` do not carry over to another loss."""
+    other = {} if loss == IMAGE_DEFAULTS.loss else {"loss": loss, "lr": None, "betas": None}
+    return replace(IMAGE_DEFAULTS, **{**other, **IMAGE_LOSS_DEFAULTS.get(loss, {})})
 
 
 @dataclass(frozen=True)
