@@ -1,14 +1,14 @@
 """Class coverage, Fréchet classifier distance, precision and recall of ``pyrogen gan`` on images.
 
-Each run is exactly ``pyrogen gan --data DATA --loss LOSS --seed SEED`` (plus ``--extra`` flags),
-so it measures the image defaults of :data:`pyrogen.train.presets.IMAGE_DEFAULTS` (DCGAN
-networks) with the loss's :data:`~pyrogen.train.presets.IMAGE_LOSS_DEFAULTS` (the settings
-used are printed per run); the metrics are those the CLI writes to metrics.json: the share of
-each class among 10 000 samples read by a classifier of the real data (target: every class in
-5-15 %), the KL of that histogram to the data's class frequencies, the Fréchet classifier
-distance (FCD) with the test-halves floor (target: FCD ≤ 3× floor), improved precision / recall (Kynkäänniemi et al.
-2019), and wall-clock and CPU seconds of the training (the CPU time is what an unshared machine
-would roughly take per core).
+Each run is exactly ``pyrogen gan --data DATA --loss LOSS --seed SEED`` (plus ``--extra`` flags), so
+it measures the image defaults of :data:`pyrogen.train.presets.IMAGE_DEFAULTS` (DCGAN networks) with
+the loss's :data:`~pyrogen.train.presets.IMAGE_LOSS_DEFAULTS` (the settings used are printed per
+run); the metrics are those the CLI writes to metrics.json: the share of each class among 10 000
+samples read by a classifier of the real data (target: every class in 5-15 %), the KL of that
+histogram to the data's class frequencies, the Fréchet classifier distance (FCD) with the test-
+halves floor (target: FCD ≤ 3× floor), improved precision / recall (Kynkäänniemi et al. 2019), and
+wall-clock and CPU seconds of the training (the CPU time is what an unshared machine would roughly
+take per core).
 
 Run: ``python benchmarks/image_gan.py [--data digits fashion-mnist] [--loss nsgan hinge wgan-gp]
 [--seeds 3] [--extra "--steps 1000"]``; ``--quick`` is one seed of 300 steps on digits with nsgan.
