@@ -95,7 +95,7 @@ IMAGE_DEFAULTS = GANDefaults(
 #: the command line wins), measured on 8×8 digits in ``benchmarks/image_gan.py``. A loss not
 #: listed runs :data:`IMAGE_DEFAULTS` with its paper optimizer (:data:`PRESETS`).
 IMAGE_LOSS_DEFAULTS: dict[str, dict[str, object]] = {
-    "hinge": {"spectral_norm": True},
+    "hinge": {"spectral_norm": True, "critic_steps": 2, "betas": (0.0, 0.9)},
     "wgan-gp": {},
 }
 
