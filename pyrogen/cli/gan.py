@@ -5,7 +5,8 @@ PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 gene
 the network sizes, the late learning-rate decay and the generator EMA listed there;
 ``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images: the DCGAN
 generator and critic of :mod:`pyrogen.nn.conv` (``--arch conv``, base 32 channels), non-saturating
-loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 3000 steps (``benchmarks/image_gan.py``).
+loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 3000 steps (``benchmarks/image_gan.py``), changed per
+loss by ``IMAGE_LOSS_DEFAULTS`` (hinge: spectral norm, k = 2, β = (0, 0.9)); a flag always wins.
 ``--arch mlp`` on images uses MLPs of ``--hidden`` units instead. Image runs add class coverage,
 precision and recall in classifier features to metrics.json.
 ``--loss wgan|wgan-gp`` switches to the papers' optimizers. ``--conditional`` trains the
@@ -44,7 +45,13 @@ from pyrogen.nn.adversarial import Critic, ProjectionCritic
 from pyrogen.nn.conv import ConvCritic, ConvGeneratorNet
 from pyrogen.train import AdversarialStep, Trainer, TrainingInterrupted, distributed, set_seed
 from pyrogen.train.files import save_state, write_json
-from pyrogen.train.presets import IMAGE_DEFAULTS, TOY_DEFAULTS, GANDefaults
+from pyrogen.train.presets import (
+    IMAGE_DEFAULTS,
+    IMAGE_LOSS_DEFAULTS,
+    TOY_DEFAULTS,
+    GANDefaults,
+    image_defaults,
+)
 from pyrogen.train.rundir import RunDir, prepare_run_dir
 
 HELP = "Train a generative adversarial network and write samples, figures and sample metrics."
@@ -77,8 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--critic-steps",
         type=int,
         default=None,
-        help="critic updates per generator update k"
-        " (default: the loss's paper value: 1 for gan/nsgan/hinge, 5 for wgan/wgan-gp)",
+        help="critic updates per generator update k (default: the loss's paper value: 1 for"
+        " gan/nsgan/hinge, 5 for wgan/wgan-gp; on images "
+        + ", ".join(f"{k} {v}" for k, v in _image_loss_settings("critic_steps").items())
+        + ")",
     )
     parser.add_argument(
         "--batch-size",
@@ -127,7 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="--arch conv: spectral normalization of every critic layer (Miyato et al., 2018)"
-        f" (default: {'on' if image.spectral_norm else 'off'})",
+        f" (default: {'on' if image.spectral_norm else 'off'}; on for --loss"
+        f" {'/'.join(_image_defaults_with('spectral_norm', True))})",
     )
     parser.add_argument(
         "--lr-decay",
@@ -166,6 +176,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " --conditional, no packing)",
     )
     add_long_run_arguments(parser)
+
+
+def _image_loss_settings(name: str) -> dict[str, object]:
+    """``{loss: value}`` of the losses whose image defaults set ``name`` (for the help)."""
+    return {k: v[name] for k, v in IMAGE_LOSS_DEFAULTS.items() if name in v}
+
+
+def _image_defaults_with(name: str, value: object) -> list[str]:
+    return [k for k, v in _image_loss_settings(name).items() if v == value]
 
 
 def _load(data: str) -> Dataset:
@@ -221,10 +240,17 @@ def _projection_pack(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace, image: bool) -> GANDefaults:
-    """Fill the unset ``--arch/--loss/--steps/--batch-size/--base-channels/--spectral-norm`` of
-    ``args`` from the data's defaults (so config.json records what ran); refuse mismatches."""
+    """Fill the unset ``--arch/--loss/--steps/--batch-size/--critic-steps/--critic-lr/
+    --base-channels/--spectral-norm`` of ``args`` from the data's defaults, on images those of
+    the loss (:func:`~pyrogen.train.presets.image_defaults`), so config.json records what ran;
+    refuse mismatches."""
     defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
-    for name in ("arch", "loss", "steps", "batch_size"):
+    for name in ("arch", "loss"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name))
+    if image:
+        defaults = image_defaults(args.loss)
+    for name in ("steps", "batch_size", "critic_steps", "critic_lr"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(defaults, name))
     if args.arch == "conv" and not image:
@@ -461,6 +487,7 @@ def _build(args: argparse.Namespace) -> _Run:
         "generator_optim": type(step.generator_optim).__name__,
         "generator_lr": step.generator_optim.defaults["lr"],
         "critic_lr": step.critic_optim.defaults["lr"],
+        "betas": list(step.betas) if step.betas is not None else None,
         "lr_decay": lr_decay,
         "ema": ema,
     }
@@ -495,8 +522,11 @@ def _train_and_report(args: argparse.Namespace, r: _Run, run_dir: RunDir) -> int
         print(
             f"pyrogen gan: {dataset.name} ({len(dataset.train_x)} train, {dataset.dim} features),"
             + (f" conditional on {num_classes} classes," if args.conditional else "")
-            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}, {args.steps} steps on"
-            f" {device} -> {out}/"
+            + f" loss={args.loss}, k={step.critic_steps}, pack={pack}"
+            + (f", spectral norm {'on' if args.spectral_norm else 'off'}" if image else "")
+            + f", lr={step.lr:g}, critic lr={step.critic_lr:g}"
+            + (f", betas={tuple(step.betas)}" if step.betas is not None else "")
+            + f", {args.steps} steps on {device} -> {out}/"
         )
     start = time.perf_counter()
     try:
