@@ -71,18 +71,23 @@ def score(run: Path, dataset, config: dict, path: Path, num_samples: int) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a pyrogen gan run directory with checkpoints/")
-    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="write the rows here (skips the steps it holds)"
+    )
     parser.add_argument("--num-samples", type=int, default=None, help="default: the run's")
     args = parser.parse_args()
     config = json.loads((args.run / "config.json").read_text())
     dataset = load_dataset(config["data"])
     fid.train_feature_classifier = functools.cache(fid.train_feature_classifier)
     n = args.num_samples or config.get("num_samples", 10_000)
-    rows = []
+    rows = json.loads(args.json.read_text()) if args.json and args.json.is_file() else []
+    done = {row["step"] for row in rows}
     for path in list_checkpoints(args.run / "checkpoints"):
+        if int(path.stem.split("-")[1]) in done:  # step-00003000.pt
+            continue
         rows += score(args.run, dataset, config, path, n)
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
+        if args.json is not None:
+            args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
