@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -75,6 +76,9 @@ def main() -> None:
         "--json", type=Path, default=None, help="write the rows here (skips the steps it holds)"
     )
     parser.add_argument("--num-samples", type=int, default=None, help="default: the run's")
+    parser.add_argument(
+        "--until", type=int, default=0, help="keep polling a training run until this step is scored"
+    )
     args = parser.parse_args()
     config = json.loads((args.run / "config.json").read_text())
     dataset = load_dataset(config["data"])
@@ -82,12 +86,17 @@ def main() -> None:
     n = args.num_samples or config.get("num_samples", 10_000)
     rows = json.loads(args.json.read_text()) if args.json and args.json.is_file() else []
     done = {row["step"] for row in rows}
-    for path in list_checkpoints(args.run / "checkpoints"):
-        if int(path.stem.split("-")[1]) in done:  # step-00003000.pt
-            continue
-        rows += score(args.run, dataset, config, path, n)
-        if args.json is not None:
-            args.json.write_text(json.dumps(rows, indent=1))
+    while True:
+        for path in list_checkpoints(args.run / "checkpoints"):
+            if int(path.stem.split("-")[1]) in done:  # step-00003000.pt
+                continue
+            rows += score(args.run, dataset, config, path, n)
+            done.add(rows[-1]["step"])
+            if args.json is not None:
+                args.json.write_text(json.dumps(rows, indent=1))
+        if max(done, default=0) >= args.until:
+            break
+        time.sleep(60)
 
 
 if __name__ == "__main__":
