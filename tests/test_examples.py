@@ -64,7 +64,7 @@ def _check_dcgan(out: str) -> None:
     assert _number(r"feature classifier accuracy on the real test digits: ([\d.]+)", out) > 0.9
     # an untrained generator scores FCD ~120 with 1-5 classes drawn; the smoke test's 1000 steps
     # measured FCD 42.7 with all 10 classes drawn (2/10 in the 5-15 % band; 10/10 and FCD 3.2 at
-    # the default 3000 steps)
+    # the former default 3000 steps)
     assert _number(r"Frechet classifier distance ([\d.]+)", out) < 60
     assert _number(r"classes drawn at least once: (\d+)/10", out) >= 8
 
