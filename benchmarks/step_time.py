@@ -22,6 +22,9 @@ Usage::
     python benchmarks/step_time.py --eval     # importance-sampled log-likelihood, K = 5000
     python benchmarks/step_time.py --device cuda   # on a GPU (wall clock, synchronized);
                                                    # exits cleanly where there is none
+    python benchmarks/step_time.py --keep-freed-memory   # glibc keeps freed memory, as in the
+                                                         # ``pyrogen`` commands (also in the
+                                                         # memory children)
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pyrogen.cli.allocator import keep_freed_memory  # noqa: E402
 from pyrogen.evaluate.likelihood import MAX_CHUNK_ELEMENTS, log_likelihood  # noqa: E402
 from pyrogen.infer import IWAE, STL_ELBO  # noqa: E402
 from pyrogen.models import VAE, Generator  # noqa: E402
@@ -54,6 +58,7 @@ from pyrogen.train import AdversarialStep, SVIStep, Trainer  # noqa: E402
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 50
 DEVICE = torch.device("cpu")  # --device
+KEEP_FREED_MEMORY = False  # --keep-freed-memory: glibc keeps freed blocks (as `pyrogen` commands)
 
 
 # -- the references -------------------------------------------------------------------------------
@@ -288,9 +293,10 @@ def peak_memory(case: str, batch: int, which: str, steps: int = 20) -> float:
     and data excluded), in a fresh process: peak RSS (:func:`peak_rss`) on CPU, peak
     ``torch.cuda.max_memory_allocated`` on CUDA."""
     code = (
-        "import sys, torch; torch.set_num_threads(1);"
-        f"sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
-        f"import step_time as b; b.DEVICE = torch.device({str(DEVICE)!r});"
+        f"import sys; sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
+        f"import step_time as b; {KEEP_FREED_MEMORY} and b.keep_freed_memory();"
+        "import torch; torch.set_num_threads(1);"
+        f"b.DEVICE = torch.device({str(DEVICE)!r});"
         f"step, ref, n, _ = b.build({case!r}); xs = b.data({batch}, n);"
         f"fn = step if {which!r} == 'pyrogen' else ref;"
         "cuda = b.DEVICE.type == 'cuda';"
@@ -366,6 +372,7 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "clock": CLOCK.__name__,
         "device": str(DEVICE),
+        "keep_freed_memory": KEEP_FREED_MEMORY,
         "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
     }
 
@@ -383,9 +390,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval", action="store_true", help="log-likelihood throughput, K=5000")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc keeps freed memory (pyrogen.cli.allocator, as the pyrogen commands do)",
+    )
     args = parser.parse_args(argv)
+    global CLOCK, DEVICE, KEEP_FREED_MEMORY
+    if args.keep_freed_memory:
+        KEEP_FREED_MEMORY = keep_freed_memory()
+        if not KEEP_FREED_MEMORY:
+            print("--keep-freed-memory: not applied (not glibc, or MALLOC_*_THRESHOLD_ set)")
     torch.set_num_threads(args.threads)
-    global CLOCK, DEVICE
     DEVICE = torch.device(args.device)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         print(f"--device {args.device}: no CUDA device here (torch {torch.__version__}); skipped.")
