@@ -22,6 +22,9 @@ Usage::
     python benchmarks/step_time.py --eval     # importance-sampled log-likelihood, K = 5000
     python benchmarks/step_time.py --device cuda   # on a GPU (wall clock, synchronized);
                                                    # exits cleanly where there is none
+    python benchmarks/step_time.py --keep-freed-memory   # glibc keeps freed memory, as in the
+                                                         # ``pyrogen`` commands (also in the
+                                                         # memory children)
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pyrogen.cli.allocator import keep_freed_memory  # noqa: E402
 from pyrogen.evaluate.likelihood import MAX_CHUNK_ELEMENTS, log_likelihood  # noqa: E402
 from pyrogen.infer import IWAE, STL_ELBO  # noqa: E402
 from pyrogen.models import VAE, Generator  # noqa: E402
@@ -54,6 +58,7 @@ from pyrogen.train import AdversarialStep, SVIStep, Trainer  # noqa: E402
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 50
 DEVICE = torch.device("cpu")  # --device
+KEEP_FREED_MEMORY = False  # --keep-freed-memory: glibc keeps freed blocks (as `pyrogen` commands)
 
 
 # -- the references -------------------------------------------------------------------------------
@@ -238,6 +243,86 @@ def step_times(case: str, batch: int, rounds: int, reps: int) -> dict:
     }
 
 
+def breakdown(batch: int, rounds: int = 60) -> dict[str, float]:
+    """Median ms per part of one default-VAE step: pyrogen's fast path (``P``: the guide and the
+    model each under its recorder, the loss terms, backward, the finiteness check, the merged
+    optimizer step) and the reference (``R``), the same code as the steps run, in interleaved
+    rounds with both whole steps (no profiler: its overhead would swamp the Python parts)."""
+    from pyrogen.train.steps import fast  # noqa: PLC0415
+    from pyrogen.train.steps.svi import _all_finite  # noqa: PLC0415
+
+    step, ref, _, vae = build("vae-analytic")
+    x = data(batch)[0]
+    for _ in range(5):
+        step(x)
+        ref(x)
+    store, clk = pyro.get_param_store(), CLOCK
+    times: dict[str, list[float]] = {}
+
+    def record(marks: list[tuple[str, float]]) -> None:
+        for (_, a), (name, b) in zip(marks, marks[1:], strict=False):
+            times.setdefault(name, []).append(b - a)
+
+    for _ in range(rounds):
+        t0 = clk()
+        step(x)
+        t1 = clk()
+        ref(x)
+        record([("", t0), ("P whole step", t1)])
+        record([("", t1), ("R whole step", clk())])
+        marks = [("", clk())]
+        guide = fast._Sites()
+        with guide:
+            vae.guide(x)
+        for site in guide.sites.values():
+            fast._check_guide_site(site)
+        marks.append(("P guide", clk()))
+        model = fast._Sites(replay=guide)
+        with model:
+            vae.model(x)
+        marks.append(("P model", clk()))
+        elbo = 0
+        for name, site in model.sites.items():
+            if site["is_observed"]:
+                log_p = site["fn"].log_prob(site["value"])
+                elbo = elbo + fast.scale_and_mask(log_p, site["scale"], site["mask"]).sum()
+            else:
+                elbo = elbo - fast._kl_sum(guide.sites[name], site)
+        -elbo.item()  # noqa: B018  (as the fast path: the loss as a float)
+        marks.append(("P loss terms", clk()))
+        (-elbo).backward()
+        marks.append(("P backward", clk()))
+        params = {id(p): p for run in (guide, model) for p in run.params.values()}.values()
+        params = sorted(params, key=store.param_name)
+        del guide, model, elbo, site
+        _all_finite([p.grad for p in params])
+        marks.append(("P finiteness check", clk()))
+        step._apply(params)
+        for p in params:
+            p.grad = None
+        marks.append(("P optimizer step", clk()))
+        record(marks)
+        marks = [("", clk())]
+        loc, log_var = ref.enc(x).split(LATENT, dim=-1)
+        scale = torch.exp(0.5 * log_var)
+        z = loc + scale * torch.empty(loc.shape, device=loc.device).normal_()
+        marks.append(("R encoder + z", clk()))
+        logits = ref.dec(z)
+        marks.append(("R decoder", clk()))
+        log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        kl = 0.5 * (loc**2 + scale**2 - 1 - 2 * torch.log(scale)).sum(-1)
+        loss = -(log_px - kl).sum()
+        loss.item()
+        marks.append(("R loss terms", clk()))
+        ref.opt.zero_grad()
+        loss.backward()
+        marks.append(("R backward", clk()))
+        ref.opt.step()
+        marks.append(("R optimizer step", clk()))
+        record(marks)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
 def epoch_times(batch: int, rounds: int, steps_per_epoch: int = 40) -> dict:
     """One epoch (``steps_per_epoch`` batches) of the default VAE: ``Trainer.fit`` (no progress
     bar) vs the same SVIStep in a plain loop vs the reference in a plain loop."""
@@ -288,9 +373,10 @@ def peak_memory(case: str, batch: int, which: str, steps: int = 20) -> float:
     and data excluded), in a fresh process: peak RSS (:func:`peak_rss`) on CPU, peak
     ``torch.cuda.max_memory_allocated`` on CUDA."""
     code = (
-        "import sys, torch; torch.set_num_threads(1);"
-        f"sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
-        f"import step_time as b; b.DEVICE = torch.device({str(DEVICE)!r});"
+        f"import sys; sys.argv = ['x']; sys.path.insert(0, {str(Path(__file__).parent)!r});"
+        f"import step_time as b; {KEEP_FREED_MEMORY} and b.keep_freed_memory();"
+        "import torch; torch.set_num_threads(1);"
+        f"b.DEVICE = torch.device({str(DEVICE)!r});"
         f"step, ref, n, _ = b.build({case!r}); xs = b.data({batch}, n);"
         f"fn = step if {which!r} == 'pyrogen' else ref;"
         "cuda = b.DEVICE.type == 'cuda';"
@@ -366,6 +452,7 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "clock": CLOCK.__name__,
         "device": str(DEVICE),
+        "keep_freed_memory": KEEP_FREED_MEMORY,
         "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
     }
 
@@ -380,12 +467,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wall", action="store_true", help="wall-clock instead of CPU time")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-epoch", action="store_true")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="ms per part of the default VAE step (no profiler)"
+    )
     parser.add_argument("--eval", action="store_true", help="log-likelihood throughput, K=5000")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc keeps freed memory (pyrogen.cli.allocator, as the pyrogen commands do)",
+    )
     args = parser.parse_args(argv)
+    global CLOCK, DEVICE, KEEP_FREED_MEMORY
+    if args.keep_freed_memory:
+        KEEP_FREED_MEMORY = keep_freed_memory()
+        if not KEEP_FREED_MEMORY:
+            print("--keep-freed-memory: not applied (not glibc, or MALLOC_*_THRESHOLD_ set)")
     torch.set_num_threads(args.threads)
-    global CLOCK, DEVICE
     DEVICE = torch.device(args.device)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         print(f"--device {args.device}: no CUDA device here (torch {torch.__version__}); skipped.")
@@ -419,6 +518,10 @@ def main(argv: list[str] | None = None) -> None:
                 f" {row['ratio']:6.2f} {diff:8.1e} {mem:>24s}",
                 flush=True,
             )
+    if args.breakdown:
+        results["breakdown"] = {batch: breakdown(batch) for batch in batches}
+        for batch, parts in results["breakdown"].items():
+            print(f"breakdown batch {batch}:", {k: round(v, 3) for k, v in parts.items()})
     if not args.no_epoch:
         for batch in batches:
             row = {"batch": batch, **epoch_times(batch, 3 if args.quick else 9)}
