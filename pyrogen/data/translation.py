@@ -130,7 +130,9 @@ def unpaired_domains(
     ``None`` without ``labels``) and their indices into ``x`` (``a_index``, ``b_index``). Both
     hold ``len(x) // 2`` images."""
     if transform not in DOMAIN_PAIRS:
-        raise ValueError(f"Unknown domain pair {transform!r}; expected one of {tuple(DOMAIN_PAIRS)}.")
+        raise ValueError(
+            f"Unknown domain pair {transform!r}; expected one of {tuple(DOMAIN_PAIRS)}."
+        )
     if len(x) < 2:
         raise ValueError(f"Need at least 2 images to make two domains, got {len(x)}.")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))

@@ -242,12 +242,12 @@ class DihedralTranslator(nn.Module):
 class _ResBlock(nn.Module):
     """``h + conv3(relu(conv3(h)))`` (Zhu et al.'s residual block, without normalisation)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, kernel, padding=kernel // 2),
             nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, kernel, padding=kernel // 2),
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -256,40 +256,53 @@ class _ResBlock(nn.Module):
 
 class ResnetTranslator(nn.Module):
     r"""CycleGAN's ResNet generator [2] scaled to small images, on flattened images:
-    :math:`G(x) = \sigma(\mathrm{logit}(x) + \Delta(x))` with Δ a 3×3 convolution to
-    ``base_channels`` (ReLU), ``blocks`` residual blocks at full resolution (no down-sampling:
-    8×8 digits have no room for it; a receptive field of :math:`3 + 4\cdot` ``blocks`` pixels)
-    and a 3×3 convolution back to C channels. He initialisation (``kaiming_normal_``, ReLU gain)
-    of every convolution and the last one scaled by ``out_scale``: the untrained G is close to
-    the identity, its output depends on its input through the skip and through Δ, and the
-    gradient of the cycle term reaches both generators. A *local, appearance* translator:
-    it keeps the geometry and changes strokes, intensity or texture.
+    :math:`G(x) = \sigma(\mathrm{logit}(\mathrm{clamp}(x, \epsilon, 1 - \epsilon)) + \Delta(x))`
+    with Δ a 3×3 convolution to ``base_channels`` (ReLU), ``blocks`` residual blocks
+    ``h + conv(relu(conv(h)))`` of ``block_kernel``-sized convolutions at full resolution (no
+    down-sampling, no normalisation) and a 3×3 convolution back to C channels. He
+    initialisation (``kaiming_normal_``) of every convolution, the blocks' second convolution
+    scaled by :math:`1/\sqrt{blocks}` and the last one by ``out_scale``: the untrained G is near
+    the identity and its output depends on its input (through the skip and through Δ), so the
+    cycle term's gradient reaches both generators. With the default 1×1 blocks the receptive
+    field is 5×5: a *local* translator that keeps the geometry and changes the strokes,
+    intensity or texture (CycleGAN's inductive bias). ε = ``skip_eps`` = 0.1 bounds the skip
+    at ±2.2, so Δ can also erase a stroke (measured on digits ↔ bold digits: ε = 1e-3 gave
+    0.89 / 0.83 label preservation at 600 steps, ε = 0.05 0.89 / 0.88, ε = 0.1 0.89 / 0.88).
 
     :param image_shape: ``(C, H, W)`` or ``(H, W)``.
     :param base_channels: channels of the residual blocks.
     :param blocks: number of residual blocks.
+    :param block_kernel: odd kernel size of the blocks' convolutions (3: Zhu et al.'s blocks,
+        a receptive field of :math:`5 + 4\cdot` ``blocks``).
     :param out_scale: factor on the last convolution's initial weights (0: G starts as the
-        identity exactly).
+        clamped identity).
+    :param skip_eps: ε of the skip's clamp, in (0, 0.5).
     """
 
     def __init__(
         self,
         image_shape: Sequence[int],
-        base_channels: int = 32,
+        base_channels: int = 16,
         blocks: int = 3,
+        block_kernel: int = 1,
         out_scale: float = 0.1,
+        skip_eps: float = 0.1,
     ) -> None:
         super().__init__()
-        if base_channels < 1 or blocks < 0:
+        if not 0 < skip_eps < 0.5:
+            raise ValueError(f"Expected 0 < skip_eps < 0.5, got {skip_eps}.")
+        self.skip_eps = skip_eps
+        if base_channels < 1 or blocks < 0 or block_kernel < 1 or block_kernel % 2 == 0:
             raise ValueError(
-                f"Expected base_channels >= 1 and blocks >= 0, got {base_channels}, {blocks}."
+                "Expected base_channels >= 1, blocks >= 0 and an odd block_kernel >= 1, got"
+                f" {base_channels}, {blocks}, {block_kernel}."
             )
         self.image_shape = c, h, w = _image_shape(image_shape, 1)
         self.data_dim = c * h * w
         self.delta = nn.Sequential(
             nn.Conv2d(c, base_channels, 3, padding=1),
             nn.ReLU(),
-            *(_ResBlock(base_channels) for _ in range(blocks)),
+            *(_ResBlock(base_channels, block_kernel) for _ in range(blocks)),
             nn.Conv2d(base_channels, c, 3, padding=1),
         )
         convs = [m for m in self.delta.modules() if isinstance(m, nn.Conv2d)]
@@ -299,14 +312,14 @@ class ResnetTranslator(nn.Module):
                 nn.init.zeros_(conv.bias)
             for block in self.delta:
                 if isinstance(block, _ResBlock):  # keep the residual stream's variance bounded
-                    block.body[-1].weight.mul_(1 / (blocks**0.5))
+                    block.body[-1].weight.mul_(blocks**-0.5)
             convs[-1].weight.mul_(out_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-1]
         images = _flat_images(self, x)
-        h = self.delta(images) + torch.logit(images.clamp(_EPS, 1 - _EPS))
-        return torch.sigmoid(h).reshape(*batch, self.data_dim)
+        skip = torch.logit(images.clamp(self.skip_eps, 1 - self.skip_eps))
+        return torch.sigmoid(skip + self.delta(images)).reshape(*batch, self.data_dim)
 
 
 TRANSLATORS = ("resnet", "dihedral", "conv")
