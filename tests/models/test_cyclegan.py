@@ -1,7 +1,7 @@
 """CycleGAN: the default ResNet translator depends on its input at initialisation; the dihedral
 translator is exactly the square's 8 symmetries; the cycle term's gradient reaches both
 generators (both translators); a short run with the dihedral translator preserves labels on
-digits ↔ rotated digits (slow; the default bold-digits run is tested in tests/cli/test_cli_translate.py)."""
+digits ↔ rotated digits (slow; the default run on bold digits: tests/cli/test_cli_translate.py)."""
 
 import pytest
 import torch
