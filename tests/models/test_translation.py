@@ -187,7 +187,8 @@ def test_superres_beats_bicubic_on_held_out_digits_after_a_short_run():
 
 def _cycle_step(seed=0, base=8):
     torch.manual_seed(seed)
-    model = CycleGAN((8, 8), base_channels=base, skip=False, global_bottleneck=True)
+    kwargs = {"base_channels": base, "skip": False, "global_bottleneck": True}
+    model = CycleGAN((8, 8), translator="conv", **kwargs)
     critic_a, critic_b = ConvCritic((8, 8), base), ConvCritic((8, 8), base)
     return model, CycleGANStep(model, critic_a, critic_b, cycle_weight=10.0, lr=1e-3)
 
