@@ -144,15 +144,17 @@ def _check_super_resolution(out: str) -> None:
 
 
 def _check_cyclegan(out: str) -> None:
-    first = _number(r"cycle loss: first 10% of steps ([\d.]+)", out)
-    last = _number(r"cycle loss: .* last 10% ([\d.]+)", out)
-    assert last < 0.9 * first, (first, last)
     assert _number(r"classifier accuracy on real domain B: ([\d.]+)", out) > 0.85
-    # the smoke test's 150 steps have not committed yet (measured: weight 0.26 on the chosen
-    # symmetry, preservation 0.47 / 0.56); the default 400 steps reach 0.93 both ways
-    assert "G: A -> B chose rot90 " in out and "F: B -> A chose rot270 " in out, out
-    assert _number(r"label preservation A -> B: ([\d.]+)", out) > 0.3  # chance 0.1
-    assert _number(r"label preservation B -> A: ([\d.]+)", out) > 0.3
+    # measured at the smoke test's 150 steps: 0.894 / 0.883 against untranslated 0.644 / 0.700,
+    # PSNR 19.7 dB against 7.5 dB (the default 1000 steps: ~0.9 both ways, ~24 dB). The cycle
+    # loss is not checked: the generators start near the identity (cycle loss ~0.1) and it
+    # rises while they learn to embolden and thin the strokes
+    for way in ("A -> B", "B -> A"):
+        kept = _number(rf"label preservation {way}: ([\d.]+)", out)
+        floor = _number(rf"label preservation {way}: [\d.]+ \(untranslated: ([\d.]+)", out)
+        assert kept > 0.8 and kept > floor + 0.1, (way, kept, floor)
+    model = _number(r"PSNR of G\(a\) vs bold\(a\): ([\d.]+)", out)
+    assert model > _number(r"PSNR of a vs bold\(a\): ([\d.]+)", out) + 8
 
 
 #: What each example must print (beyond exiting 0).

@@ -6,9 +6,13 @@ r"""Image-to-image translation tasks made from an image data set (flattened grey
   in SRCNN [1]), so input and output have the same shape; :func:`upsample` of the low-resolution
   image is also the bicubic baseline.
 * :func:`inpaint_pairs`: inpainting pairs: the input is the image with its bottom half set to 0.
-* :func:`rotated_domains`: two *unpaired* domains for CycleGAN [2]: the images of one half of
-  the data, and the 90°-rotated images of the other half (so no image of A has its rotated
-  version in B).
+* :func:`unpaired_domains`: two *unpaired* domains for CycleGAN [2]: the images of one half of
+  the data (A) and the transformed images of the other half (B), so no image of A has its
+  transformed version in B. Transforms (:data:`DOMAIN_PAIRS`): ``bold`` (:func:`embolden`, the
+  grey-scale dilation :math:`\max_{|i| + |j| \le 1} x_{u+i, v+j}` over the pixel and its 4
+  neighbours, i.e. bolder strokes: an appearance change that keeps the geometry), ``invert``
+  (:math:`1 - x`) and ``rotate`` (:func:`rotate90`, a geometric change);
+  :func:`bold_domains` and :func:`rotated_domains` are the shortcuts.
 
 References:
   1. Image Super-Resolution Using Deep Convolutional Networks, C. Dong, C. C. Loy, K. He,
@@ -88,15 +92,47 @@ def rotate90(x: torch.Tensor, shape: Sequence[int], k: int = 1) -> torch.Tensor:
     return torch.rot90(_images(x, shape), k, dims=(2, 3)).flatten(1)
 
 
-def rotated_domains(
+def embolden(x: torch.Tensor, shape: Sequence[int], footprint: str = "cross") -> torch.Tensor:
+    """Bolder strokes: the grey-scale dilation of flattened ``shape`` images, each pixel the
+    maximum over its 3×3 ``footprint``: ``"cross"`` (itself and its 4 neighbours) or
+    ``"square"`` (all 9 pixels: max pooling, stride 1)."""
+    images = _images(x, shape)
+    if footprint == "square":
+        return F.max_pool2d(images, 3, stride=1, padding=1).flatten(1)
+    if footprint != "cross":
+        raise ValueError(f"footprint must be 'cross' or 'square', got {footprint!r}.")
+    p = F.pad(images, (1, 1, 1, 1))
+    shifts = [p[..., :-2, 1:-1], p[..., 2:, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:]]
+    return torch.stack([images, *shifts]).amax(0).flatten(1)
+
+
+def invert(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Intensity-inverted flattened ``shape`` images, :math:`1 - x`."""
+    return 1.0 - _images(x, shape).flatten(1)
+
+
+#: domain B of :func:`unpaired_domains` = ``transform(x, shape)`` of A-like images
+DOMAIN_PAIRS = {"bold": embolden, "invert": invert, "rotate": rotate90}
+#: the inverse maps B → A where they exist (bold has none: dilation loses information)
+INVERSE_TRANSFORMS = {"invert": invert, "rotate": lambda x, shape: rotate90(x, shape, k=-1)}
+
+
+def unpaired_domains(
     x: torch.Tensor,
     shape: Sequence[int],
+    transform: str = "bold",
     labels: torch.Tensor | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor | None]:
     """Two unpaired domains from disjoint halves of ``x`` (shuffled with ``seed``): ``a``, the
-    images of one half, and ``b``, the 90°-rotated images of the other, with their labels
-    (``a_labels``, ``b_labels``; ``None`` without ``labels``). Both hold ``len(x) // 2`` images."""
+    images of one half, and ``b``, the images of the other half transformed by
+    :data:`DOMAIN_PAIRS` ``[transform]``, with their labels (``a_labels``, ``b_labels``;
+    ``None`` without ``labels``) and their indices into ``x`` (``a_index``, ``b_index``). Both
+    hold ``len(x) // 2`` images."""
+    if transform not in DOMAIN_PAIRS:
+        raise ValueError(
+            f"Unknown domain pair {transform!r}; expected one of {tuple(DOMAIN_PAIRS)}."
+        )
     if len(x) < 2:
         raise ValueError(f"Need at least 2 images to make two domains, got {len(x)}.")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
@@ -104,7 +140,23 @@ def rotated_domains(
     ia, ib = order[:half], order[half : 2 * half]
     return {
         "a": x[ia],
-        "b": rotate90(x[ib], shape),
+        "b": DOMAIN_PAIRS[transform](x[ib], shape),
         "a_labels": None if labels is None else labels[ia],
         "b_labels": None if labels is None else labels[ib],
+        "a_index": ia,
+        "b_index": ib,
     }
+
+
+def rotated_domains(
+    x: torch.Tensor, shape: Sequence[int], labels: torch.Tensor | None = None, seed: int = 0
+) -> dict[str, torch.Tensor | None]:
+    """:func:`unpaired_domains` with B the 90°-rotated images of the other half."""
+    return unpaired_domains(x, shape, "rotate", labels, seed)
+
+
+def bold_domains(
+    x: torch.Tensor, shape: Sequence[int], labels: torch.Tensor | None = None, seed: int = 0
+) -> dict[str, torch.Tensor | None]:
+    """:func:`unpaired_domains` with B the emboldened (3×3 dilated) images of the other half."""
+    return unpaired_domains(x, shape, "bold", labels, seed)

@@ -25,6 +25,10 @@ r"""Image-to-image translation as Pyro programs: the conditional generator of pi
   the distributions and the cycle just as well; Zhu et al. list geometric changes among
   CycleGAN's failures), so for a geometric domain pair the translator must be restricted to
   geometric maps.
+* :class:`ResnetTranslator`: CycleGAN's ResNet generator [2] for small images,
+  :math:`G(x) = \sigma(\mathrm{logit}(x) + \Delta(x))` with Δ residual blocks of 3×3
+  convolutions at full resolution (He-initialised): a generic, local translator for appearance
+  changes (bold strokes, inversion), CycleGAN's default translator.
 * :class:`CycleGAN`: ``model(x_a, x_b)`` records :math:`G(x_a)` at ``"fake_b"``,
   :math:`F(G(x_a))` at ``"rec_a"``, :math:`F(x_b)` at ``"fake_a"`` and :math:`G(F(x_b))` at
   ``"rec_b"`` (no noise, as in CycleGAN).
@@ -235,7 +239,90 @@ class DihedralTranslator(nn.Module):
         return out.reshape(*batch, self.data_dim)
 
 
-TRANSLATORS = ("dihedral", "conv")
+class _ResBlock(nn.Module):
+    """``h + conv3(relu(conv3(h)))`` (Zhu et al.'s residual block, without normalisation)."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel, padding=kernel // 2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel, padding=kernel // 2),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
+class ResnetTranslator(nn.Module):
+    r"""CycleGAN's ResNet generator [2] scaled to small images, on flattened images:
+    :math:`G(x) = \sigma(\mathrm{logit}(\mathrm{clamp}(x, \epsilon, 1 - \epsilon)) + \Delta(x))`
+    with Δ a 3×3 convolution to ``base_channels`` (ReLU), ``blocks`` residual blocks
+    ``h + conv(relu(conv(h)))`` of ``block_kernel``-sized convolutions at full resolution (no
+    down-sampling, no normalisation) and a 3×3 convolution back to C channels. He
+    initialisation (``kaiming_normal_``) of every convolution, the blocks' second convolution
+    scaled by :math:`1/\sqrt{blocks}` and the last one by ``out_scale``: the untrained G is near
+    the identity and its output depends on its input (through the skip and through Δ), so the
+    cycle term's gradient reaches both generators. With the default 1×1 blocks the receptive
+    field is 5×5: a *local* translator that keeps the geometry and changes the strokes,
+    intensity or texture (CycleGAN's inductive bias). ε = ``skip_eps`` = 0.1 bounds the skip
+    at ±2.2, so Δ can also erase a stroke (measured on digits ↔ bold digits: ε = 1e-3 gave
+    0.89 / 0.83 label preservation at 600 steps, ε = 0.05 0.89 / 0.88, ε = 0.1 0.89 / 0.88).
+
+    :param image_shape: ``(C, H, W)`` or ``(H, W)``.
+    :param base_channels: channels of the residual blocks.
+    :param blocks: number of residual blocks.
+    :param block_kernel: odd kernel size of the blocks' convolutions (3: Zhu et al.'s blocks,
+        a receptive field of :math:`5 + 4\cdot` ``blocks``).
+    :param out_scale: factor on the last convolution's initial weights (0: G starts as the
+        clamped identity).
+    :param skip_eps: ε of the skip's clamp, in (0, 0.5).
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        base_channels: int = 16,
+        blocks: int = 3,
+        block_kernel: int = 1,
+        out_scale: float = 0.1,
+        skip_eps: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if not 0 < skip_eps < 0.5:
+            raise ValueError(f"Expected 0 < skip_eps < 0.5, got {skip_eps}.")
+        self.skip_eps = skip_eps
+        if base_channels < 1 or blocks < 0 or block_kernel < 1 or block_kernel % 2 == 0:
+            raise ValueError(
+                "Expected base_channels >= 1, blocks >= 0 and an odd block_kernel >= 1, got"
+                f" {base_channels}, {blocks}, {block_kernel}."
+            )
+        self.image_shape = c, h, w = _image_shape(image_shape, 1)
+        self.data_dim = c * h * w
+        self.delta = nn.Sequential(
+            nn.Conv2d(c, base_channels, 3, padding=1),
+            nn.ReLU(),
+            *(_ResBlock(base_channels, block_kernel) for _ in range(blocks)),
+            nn.Conv2d(base_channels, c, 3, padding=1),
+        )
+        convs = [m for m in self.delta.modules() if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            for conv in convs:
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+            for block in self.delta:
+                if isinstance(block, _ResBlock):  # keep the residual stream's variance bounded
+                    block.body[-1].weight.mul_(blocks**-0.5)
+            convs[-1].weight.mul_(out_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        images = _flat_images(self, x)
+        skip = torch.logit(images.clamp(self.skip_eps, 1 - self.skip_eps))
+        return torch.sigmoid(skip + self.delta(images)).reshape(*batch, self.data_dim)
+
+
+TRANSLATORS = ("resnet", "dihedral", "conv")
 
 
 class CycleGAN(PyroModule):
@@ -244,21 +331,27 @@ class CycleGAN(PyroModule):
     ``fake_a = F(x_b)``, ``rec_b = G(F(x_b))``.
 
     :param image_shape: ``(C, H, W)`` or ``(H, W)`` of both domains.
-    :param translator: ``"conv"``: two :class:`TranslatorNet` (generic, appearance changes);
+    :param translator: ``"resnet"``: two :class:`ResnetTranslator` (generic conv nets for
+        appearance changes that keep the geometry, e.g. bold strokes; the default);
         ``"dihedral"``: two :class:`DihedralTranslator` (geometric domain pairs such as images
-        and their rotations, which the conv translator does not solve).
-    :param kwargs: :class:`TranslatorNet`'s ``base_channels``, ``stages``, ``skip``,
-        ``residual``, ``global_bottleneck`` (no noise), or :class:`DihedralTranslator`'s
-        ``temperature``.
+        and their rotations, which no generic translator solves); ``"conv"``: two
+        :class:`TranslatorNet` (encoder-decoder U-Net).
+    :param kwargs: the translator's keywords: :class:`ResnetTranslator`'s ``base_channels``,
+        ``blocks``, ``out_scale``; :class:`TranslatorNet`'s ``base_channels``, ``stages``,
+        ``skip``, ``residual``, ``global_bottleneck`` (no noise); or
+        :class:`DihedralTranslator`'s ``temperature``.
     """
 
-    def __init__(self, image_shape: Sequence[int], translator: str = "conv", **kwargs) -> None:
+    def __init__(self, image_shape: Sequence[int], translator: str = "resnet", **kwargs) -> None:
         super().__init__()
         if translator not in TRANSLATORS:
             raise ValueError(f"Unknown translator {translator!r}; expected one of {TRANSLATORS}.")
         if translator == "dihedral":
             self.g_ab = DihedralTranslator(image_shape, **kwargs)
             self.g_ba = DihedralTranslator(image_shape, **kwargs)
+        elif translator == "resnet":
+            self.g_ab = ResnetTranslator(image_shape, **kwargs)
+            self.g_ba = ResnetTranslator(image_shape, **kwargs)
         else:
             self.g_ab = TranslatorNet(image_shape, noise_dim=0, **kwargs)
             self.g_ba = TranslatorNet(image_shape, noise_dim=0, **kwargs)

@@ -11,11 +11,16 @@ import torch
 
 from pyrogen.data import load_dataset
 from pyrogen.data.translation import (
+    DOMAIN_PAIRS,
+    bold_domains,
     downsample,
+    embolden,
     inpaint_pairs,
+    invert,
     rotate90,
     rotated_domains,
     superres_pairs,
+    unpaired_domains,
     upsample,
 )
 from pyrogen.evaluate.translation import label_preservation, psnr
@@ -53,6 +58,34 @@ def test_rotated_domains_are_disjoint_halves_rotated():
     assert not set(dom["a_labels"].tolist()) & set(dom["b_labels"].tolist())
     # 90° counter-clockwise: [[0, 1], [2, 3]] -> [[1, 3], [0, 2]]
     assert rotate90(torch.tensor([[0.0, 1, 2, 3]]), (2, 2)).tolist() == [[1, 3, 0, 2]]
+
+
+def test_embolden_is_the_cross_or_square_dilation():
+    x = torch.zeros(1, 16)
+    x[0, 5] = 0.5  # pixel (1, 1) of a 4×4 image
+    x[0, 15] = 1.0  # pixel (3, 3)
+    cross = embolden(x, (4, 4)).reshape(4, 4)
+    want = torch.tensor([[0, 0.5, 0, 0], [0.5, 0.5, 0.5, 0], [0, 0.5, 0, 1], [0, 0, 1, 1]])
+    assert torch.equal(cross, want)
+    square = embolden(x, (4, 4), "square").reshape(4, 4)
+    want = torch.tensor([[0.5, 0.5, 0.5, 0], [0.5, 0.5, 0.5, 0], [0.5, 0.5, 1, 1], [0, 0, 1, 1]])
+    assert torch.equal(square, want)
+    assert torch.equal(invert(x, (4, 4)), 1 - x)
+    with pytest.raises(ValueError, match="footprint"):
+        embolden(x, (4, 4), "disk")
+
+
+@pytest.mark.parametrize("pair", ["bold", "invert", "rotate"])
+def test_unpaired_domains_come_from_disjoint_halves(pair):
+    x = torch.rand(11, 16)
+    dom = unpaired_domains(x, (4, 4), pair, torch.arange(11), seed=3)
+    assert len(dom["a"]) == len(dom["b"]) == 5
+    assert not set(dom["a_index"].tolist()) & set(dom["b_index"].tolist())  # unpaired
+    assert torch.equal(dom["a"], x[dom["a_index"]]) and torch.equal(dom["a_labels"], dom["a_index"])
+    assert torch.equal(dom["b"], DOMAIN_PAIRS[pair](x[dom["b_index"]], (4, 4)))
+    assert torch.equal(bold_domains(x, (4, 4), seed=3)["b"], embolden(x[dom["b_index"]], (4, 4)))
+    with pytest.raises(ValueError, match="Unknown domain pair"):
+        unpaired_domains(x, (4, 4), "blur")
 
 
 def test_psnr_and_label_preservation_closed_forms():
@@ -154,7 +187,8 @@ def test_superres_beats_bicubic_on_held_out_digits_after_a_short_run():
 
 def _cycle_step(seed=0, base=8):
     torch.manual_seed(seed)
-    model = CycleGAN((8, 8), base_channels=base, skip=False, global_bottleneck=True)
+    kwargs = {"base_channels": base, "skip": False, "global_bottleneck": True}
+    model = CycleGAN((8, 8), translator="conv", **kwargs)
     critic_a, critic_b = ConvCritic((8, 8), base), ConvCritic((8, 8), base)
     return model, CycleGANStep(model, critic_a, critic_b, cycle_weight=10.0, lr=1e-3)
 
