@@ -181,13 +181,22 @@ def _estimates(
     first = tuple(t[:batch_size].to(device) for t in data)
     nesting = guess_max_plate_nesting(model_fn, guide_fn, *first)
     mean_log_w, log_mean_w = [], []
-    bar = tqdm(total=num, disable=not progress, desc="evaluate", unit="example", smoothing=0.1)
+    bar = tqdm(
+        total=num,
+        disable=not progress,
+        desc="evaluate",
+        unit="example",
+        smoothing=0.1,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total} [{elapsed}<{remaining}, {rate_fmt}]",
+    )
     for start, size in _chunks(num, batch_size):
         xs = tuple(t[start : start + size].to(device) for t in data)
         running_lse = running_sum = None  # in the weights' dtype (float64 models stay float64)
+        done = 0
         for _, k in _chunks(num_samples, particle_chunk):
             log_w = _log_weights(model_fn, guide_fn, xs, k, nesting).to(device)
-            bar.update(size * k / num_samples)  # (a fraction of the chunk: a steady ETA)
+            done += k  # the bar moves by fractions of the chunk (a steady ETA), never past it
+            bar.update(min(start + size * done / num_samples, start + size) - bar.n)
             lse, total = torch.logsumexp(log_w, dim=0), log_w.sum(0)
             if running_lse is None:
                 running_lse, running_sum = lse, total
