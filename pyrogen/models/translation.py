@@ -26,9 +26,10 @@ r"""Image-to-image translation as Pyro programs: the conditional generator of pi
   CycleGAN's failures), so for a geometric domain pair the translator must be restricted to
   geometric maps.
 * :class:`ResnetTranslator`: CycleGAN's ResNet generator [2] for small images,
-  :math:`G(x) = \sigma(\mathrm{logit}(x) + \Delta(x))` with Δ residual blocks of 3×3
-  convolutions at full resolution (He-initialised): a generic, local translator for appearance
-  changes (bold strokes, inversion), CycleGAN's default translator.
+  :math:`G(x) = \sigma(\mathrm{logit}(x) + \Delta(x))` with Δ a 3×3 convolution, residual
+  blocks (1×1 convolutions by default) and a 3×3 convolution at full resolution
+  (He-initialised): a generic, local translator for appearance changes (bold strokes),
+  CycleGAN's default translator.
 * :class:`CycleGAN`: ``model(x_a, x_b)`` records :math:`G(x_a)` at ``"fake_b"``,
   :math:`F(G(x_a))` at ``"rec_a"``, :math:`F(x_b)` at ``"fake_a"`` and :math:`G(F(x_b))` at
   ``"rec_b"`` (no noise, as in CycleGAN).
