@@ -41,6 +41,7 @@ __all__ = [
     "check_model_guide_match",
     "check_site_shape",
     "elbo_trace",
+    "param_store_tensor",
     "pending_optim_state",
     "per_param_optimizer",
     "pyro_module_prefix",
@@ -91,3 +92,9 @@ def pyro_module_prefix(module: Any) -> str:
     """The name a ``PyroModule`` prefixes to its parameters' names in the param store
     (``PyroModule._pyro_name``; ``""`` for a top-level module)."""
     return getattr(module, "_pyro_name", "")
+
+
+def param_store_tensor(name: str) -> torch.Tensor | None:
+    """The unconstrained tensor Pyro's (current) param store holds under ``name``
+    (``ParamStoreDict._params``), without constraining it as ``get_param`` does."""
+    return pyro.get_param_store()._params.get(name)

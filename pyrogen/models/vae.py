@@ -132,6 +132,18 @@ class VAE(PyroModule):
     def _data_plate(self, x: torch.Tensor) -> pyro.plate:
         return data_plate(x, self.num_data)
 
+    def program_key(self) -> tuple | None:
+        """The Python state :meth:`model` and :meth:`guide` read besides their argument, the
+        parameters and the random generator: while it stays equal, ``SVIStep`` may replay a
+        recorded graph of the program (:mod:`pyrogen.train.steps.replay`). ``None`` (not
+        replayable) for a subclass that redefines the program."""
+        program = ("model", "guide", "_check_shape", "_data_plate")
+        if any(getattr(type(self), name) is not getattr(VAE, name) for name in program):
+            return None
+        likelihood = (type(self.likelihood), tuple(sorted(vars(self.likelihood).items())))
+        modes = tuple(m.training for m in self.modules())
+        return self.data_dim, self.latent_dim, self.num_data, likelihood, modes
+
     def model(self, x: torch.Tensor) -> None:
         r""":math:`z \sim \mathcal N(0, I)`, :math:`x \sim p(x \mid z; \theta)` for each row."""
         self._check_shape(x)

@@ -99,13 +99,12 @@ def _kl_sum(guide_site: dict, model_site: dict) -> torch.Tensor:
     return kl.sum()
 
 
-def mean_field_loss_and_grads(
+def mean_field_elbo(
     model: Callable, guide: Callable, args: tuple, kwargs: dict, sites: list[_Sites]
-) -> float:
-    """``TraceMeanField_ELBO().loss_and_grads(model, guide, *args, **kwargs)`` (one particle) with
-    one light messenger per run; ``sites`` receives the two recorders (their ``params`` are
-    those to update, even when a run raises). Raises :class:`Ineligible` before any backward
-    pass when the program does not fit."""
+) -> torch.Tensor:
+    """The one-particle ``TraceMeanField_ELBO`` of the program (a tensor, before ``.item()``);
+    ``sites`` receives the two recorders. Raises :class:`Ineligible` when the program does not
+    fit."""
     guide_run = _Sites()
     sites.append(guide_run)
     with guide_run:
@@ -128,8 +127,24 @@ def mean_field_loss_and_grads(
         raise Ineligible(f"the guide's sites {sorted(missing)} are not in the model")
     if not torch.is_tensor(elbo):
         raise Ineligible("the model has no sample site")
+    return elbo
+
+
+def mean_field_loss_and_grads(
+    model: Callable, guide: Callable, args: tuple, kwargs: dict, sites: list[_Sites]
+) -> float:
+    """``TraceMeanField_ELBO().loss_and_grads(model, guide, *args, **kwargs)`` (one particle) with
+    one light messenger per run; ``sites`` receives the two recorders (their ``params`` are
+    those to update, even when a run raises). Raises :class:`Ineligible` before any backward
+    pass when the program does not fit."""
+    elbo = mean_field_elbo(model, guide, args, kwargs, sites)
+    return backward_elbo(elbo, any(run.params for run in sites))
+
+
+def backward_elbo(elbo: torch.Tensor, has_params: bool) -> float:
+    """``-elbo`` as a float, after its backward pass (when there are parameters to train)."""
     loss = -elbo.item()
-    if (guide_run.params or model_run.params) and elbo.requires_grad:
+    if has_params and elbo.requires_grad:
         (-elbo).backward()
     return loss
 

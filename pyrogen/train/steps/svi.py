@@ -20,7 +20,13 @@ from pyrogen._compat import pending_optim_state, pyro_module_prefix
 from pyrogen.infer.importance import rng_untouched
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
-from pyrogen.train.steps.fast import Ineligible, MergedOptimizer, mean_field_loss_and_grads
+from pyrogen.train.steps.fast import (
+    Ineligible,
+    MergedOptimizer,
+    backward_elbo,
+    mean_field_loss_and_grads,
+)
+from pyrogen.train.steps.replay import Replay
 
 _VALIDATION_CODE = torch.distributions.Distribution.__init__.__code__
 
@@ -175,6 +181,7 @@ class SVIStep:
         loss_scale: float = 1.0,
         param_scope: bool = False,
         modules: Iterable[torch.nn.Module] = (),
+        replay: bool | None = None,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"Expected a learning rate lr > 0, got {lr}.")
@@ -200,8 +207,29 @@ class SVIStep:
         self._rng_state: torch.Tensor | None = None
         self._shadowed = _ShadowedParams()
         self._fast = "first" if _fast_loss(self.loss) else "off"
+        self._replay = self._replayer(replay) if self._fast != "off" else None
         pyro_call = type(self.optim).__call__ is pyro.optim.PyroOptim.__call__
         self._apply = MergedOptimizer(self.optim) if pyro_call else self.optim
+
+    def _replayer(self, replay: bool | None) -> Replay | None:
+        """The graph replay of the fast path (:mod:`pyrogen.train.steps.replay`): by default for
+        programs whose owners say which Python state they read (``program_key()``)."""
+        if replay is False:
+            return None
+        owners = [
+            fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+            for fn in (self.model, self.guide)
+        ]
+        keys = {id(owner): getattr(owner, "program_key", None) for owner in owners}
+        if replay is None and not all(callable(key) for key in keys.values()):
+            return None
+        keys = [key for key in keys.values() if callable(key)]
+
+        def program_key() -> tuple | None:
+            state = tuple(key() for key in keys)
+            return None if any(s is None for s in state) else state
+
+        return Replay(self.model, self.guide, program_key)
 
     @property
     def uses_fast_path(self) -> bool:
@@ -246,6 +274,14 @@ class SVIStep:
     def _fast_step(self, batch: tuple[Batch, ...]) -> float:
         """The default loss without Pyro's traces, then the same update as :meth:`_update`; the
         standard path (from now on, warned once) if the program does not fit."""
+        replayed = self._replay(batch) if self._replay is not None else None
+        if replayed is not None:
+            elbo, params = replayed
+            self._loss = loss = backward_elbo(elbo, bool(params))
+            self._shadowed.params = {}
+            self._update(params)
+            _clear_grads(params)
+            return loss
         runs: list = []
         try:
             self._loss = loss = mean_field_loss_and_grads(self.model, self.guide, batch, {}, runs)

@@ -1,0 +1,188 @@
+r"""Replay of the fast path's loss as a recorded graph of tensor operations.
+
+The fast path (:mod:`pyrogen.train.steps.fast`) still runs the Pyro program on every step: each
+``pyro.param`` of a ``PyroModule`` weight, each plate and each sample site is a message through
+Pyro's handler stack, and each distribution is built and validated in Python. For a *static*
+program — one whose operations depend on nothing but its arguments' shapes, its parameters and
+the random number generator — that work is the same on every step. :class:`Replay` records, once
+per input signature, the guide's and the model's run and the loss
+
+.. math:: \mathcal L = \sum_{x} s_x \log p(x \mid z) - \sum_z s_z\,\mathrm{KL}(q \,\|\, p)
+
+as a graph of ATen operations (``torch.fx.experimental.proxy_tensor.make_fx``, real tensors) and
+later steps run that graph: the same operations in the same order on the same parameter tensors,
+drawing from the same generator, so the same floats — without the messengers.
+
+What a graph cannot see is guarded:
+
+* **Distribution validation.** torch's argument and support checks (every ``valid.all()`` in
+  ``torch.distributions``) become outputs of the graph; when one fails at replay, the step is run
+  again on the fast path (same draws), which raises as before.
+* **Tensor-valued decisions.** A program that reads a tensor's value while recording
+  (``if x.sum() > 0``, ``.item()``) is not replayed (one warning).
+* **Python state.** Only programs that say which Python state they read are replayed by
+  default: their owner module's ``program_key()`` (e.g. :meth:`pyrogen.models.VAE.program_key`),
+  compared on every step with the key recorded. ``SVIStep(..., replay=True)`` replays any
+  program (its author promises it reads no other Python state); ``replay=False`` never.
+* **Parameters.** The graph holds the parameter tensors it was recorded with; a step whose param
+  store holds another tensor under one of their names, or one whose dtype, device or shape changed
+  (``module.double()`` keeps the tensor objects), records the graph again. A recording that
+  creates a parameter (its initial value would be part of the graph) is discarded.
+
+Replayed programs run with an empty Pyro handler stack only; graphs are kept for at most
+:attr:`Replay.MAX_GRAPHS` input signatures (e.g. the full batch and the epoch's last one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+
+import pyro
+import torch
+from pyro.infer.util import is_validation_enabled
+from pyro.poutine.runtime import _PYRO_STACK
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from pyrogen._compat import param_store_tensor
+from pyrogen.train.steps.fast import mean_field_elbo
+
+
+@dataclass
+class _Graph:
+    module: torch.fx.GraphModule
+    params: list[tuple[str, torch.Tensor]]  # name in the param store, the tensor recorded
+    layouts: list[tuple]  # their dtype, device and shape when recorded (``.to()`` keeps tensors)
+
+
+@contextlib.contextmanager
+def _validation_as_outputs(checks: list[torch.Tensor]) -> Iterator[None]:
+    """torch's distribution checks (``if not torch._is_all_true(valid): raise``) append
+    ``valid.all()`` to ``checks`` instead of reading it, so that recording does not need its
+    value; the checks are then outputs of the graph."""
+    original = torch._is_all_true
+
+    def record(valid: torch.Tensor) -> bool:
+        checks.append(valid.all())
+        return True
+
+    torch._is_all_true = record
+    try:
+        yield
+    finally:
+        torch._is_all_true = original
+
+
+class Replay:
+    """The one-particle ``TraceMeanField_ELBO`` of ``model`` and ``guide`` by a recorded graph (see
+    the module's docstring); ``program_key`` returns the Python state the program reads (``None``:
+    this step is not replayed)."""
+
+    MAX_GRAPHS = 8
+
+    def __init__(
+        self, model: Callable, guide: Callable, program_key: Callable[[], Hashable | None]
+    ) -> None:
+        self.model, self.guide, self.program_key = model, guide, program_key
+        self.graphs: dict[Hashable, _Graph] = {}
+        self.off = False
+
+    def __call__(self, batch: tuple) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """``(elbo, params)`` of this batch by replay, or ``None`` (use the fast path: not
+        replayable, or a check failed; the generator is then where it was)."""
+        key = None if self.off else self._key(batch)
+        if key is None:
+            return None
+        graph = self.graphs.get(key)
+        if graph is not None and not _same_params(graph):
+            del self.graphs[key]  # e.g. a param store loaded with new tensors
+            graph = None
+        if graph is None:
+            if len(self.graphs) >= self.MAX_GRAPHS:
+                return None
+            graph = self._record(batch)
+            if graph is None:
+                return None
+            self.graphs[key] = graph
+        rng = _rng_states(batch)
+        elbo, valid = graph.module(*batch)
+        if not bool(valid):  # a distribution refuses its parameters: the fast path raises
+            _set_rng_states(rng)
+            return None
+        return elbo, [p for _, p in graph.params]
+
+    def _key(self, batch: tuple) -> Hashable | None:
+        if _PYRO_STACK or not all(torch.is_tensor(x) for x in batch):
+            return None
+        state = self.program_key()
+        if state is None:
+            return None
+        shapes = tuple((x.shape, x.dtype, x.device, x.requires_grad) for x in batch)
+        validation = (is_validation_enabled(), torch.is_grad_enabled())
+        return shapes, validation, state
+
+    def _record(self, batch: tuple) -> _Graph | None:
+        runs: list = []
+        checks: list[torch.Tensor] = []
+
+        def loss(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            runs.clear()
+            checks.clear()
+            elbo = mean_field_elbo(self.model, self.guide, args, {}, runs)
+            valid = torch.stack(checks).all() if checks else torch.ones((), dtype=torch.bool)
+            return elbo, valid
+
+        rng = _rng_states(batch)
+        existing = {name: param_store_tensor(name) for name in _param_names()}
+        try:
+            with _validation_as_outputs(checks):
+                module = make_fx(loss)(*batch)
+        except Exception as why:  # noqa: BLE001 - any failure: the fast path runs the program
+            self.off = True
+            reason = str(why).splitlines()[0][:200] if str(why) else type(why).__name__
+            warnings.warn(
+                f"SVIStep runs the program on every step (the fast path, not a recorded graph):"
+                f" recording it failed ({reason}). A program that reads its tensors' values"
+                " (.item(), if on a tensor) cannot be replayed.",
+                stacklevel=4,
+            )
+            return None
+        finally:
+            _set_rng_states(rng)  # recording ran the program: its draws are this step's
+        module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
+        module.recompile()
+        if any(run.shadowed for run in runs):
+            return None  # the fast path refuses it (a network the param store shadows)
+        params = {name: p for run in runs for name, p in run.params.items()}
+        if any(existing.get(name) is not p for name, p in params.items()):
+            return None  # a param made while recording: its initial value would be in the graph
+        return _Graph(module, list(params.items()), [_layout(p) for p in params.values()])
+
+
+def _param_names() -> list[str]:
+    return list(pyro.get_param_store().keys())
+
+
+def _layout(p: torch.Tensor) -> tuple:
+    return p.dtype, p.device, p.shape
+
+
+def _same_params(graph: _Graph) -> bool:
+    return all(
+        param_store_tensor(name) is p and _layout(p) == layout
+        for (name, p), layout in zip(graph.params, graph.layouts, strict=True)
+    )
+
+
+def _rng_states(batch: tuple) -> tuple:
+    cuda = sorted({x.device for x in batch if x.device.type == "cuda"}, key=str)
+    return torch.get_rng_state(), [(d, torch.cuda.get_rng_state(d)) for d in cuda]
+
+
+def _set_rng_states(states: tuple) -> None:
+    cpu, cuda = states
+    torch.set_rng_state(cpu)
+    for device, state in cuda:
+        torch.cuda.set_rng_state(state, device)

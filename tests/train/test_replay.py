@@ -1,0 +1,171 @@
+"""SVIStep's recorded-graph replay of the fast path (pyrogen.train.steps.replay): the same losses
+and parameters as running the program, bit for bit; a check, a changed key, a handler or a new
+parameter tensor sends the step back to the program; programs that read tensor values or do not
+say which Python state they read are not replayed."""
+
+import warnings
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+
+from pyrogen.models import VAE
+from pyrogen.train import NonFiniteError, SVIStep
+
+BATCHES = [
+    torch.rand(8, 6, generator=torch.Generator().manual_seed(i)).bernoulli() for i in range(3)
+]
+LAST = torch.rand(5, 6, generator=torch.Generator().manual_seed(9)).bernoulli()  # an epoch's end
+
+
+def _run(replay, steps=3, change=None, seed=3):
+    """Losses and final parameters of a VAE trained on BATCHES + LAST; ``change(vae, step, i)``
+    runs before step i."""
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    vae = VAE(6, 2, (5,), num_data=40)
+    step = SVIStep(vae.model, vae.guide, replay=replay)
+    torch.manual_seed(seed)
+    losses = []
+    for i in range(steps * 4):
+        if change is not None:
+            change(vae, step, i)
+        losses.append(step([*BATCHES, LAST][i % 4])["loss"])
+    return losses, [p.detach().clone() for p in vae.parameters()], step
+
+
+def _equal(a, b):
+    return a[0] == b[0] and all(torch.equal(p, q) for p, q in zip(a[1], b[1], strict=True))
+
+
+def test_the_vae_is_replayed_with_the_programs_losses_and_parameters_bit_for_bit():
+    ran, replayed = _run(replay=False), _run(replay=None)
+    assert replayed[2]._replay is not None
+    assert len(replayed[2]._replay.graphs) == 2  # the batch of 8 and the last one of 5
+    assert _equal(ran, replayed)
+    assert ran[0] != _run(replay=False, seed=4)[0]  # the comparison sees the draws
+
+
+def test_a_changed_program_key_records_a_new_graph():
+    def change(vae, step, i):
+        if i == 6:
+            vae.num_data = 400  # the plate's scale: part of VAE.program_key
+
+    ran, replayed = _run(False, change=change), _run(None, change=change)
+    assert _equal(ran, replayed)
+    assert len(replayed[2]._replay.graphs) == 4
+
+
+def test_a_loaded_state_is_trained_after_replay():
+    saved = {}
+
+    def change(vae, step, i):
+        if i == 2:
+            saved.update(step.state_dict())
+            saved["params"] = {k: v.detach().clone() for k, v in saved["params"].items()}
+        if i == 9:
+            step.load_state_dict(saved)
+
+    ran, replayed = _run(False, change=change), _run(None, change=change)
+    assert _equal(ran, replayed)
+
+
+def test_a_step_under_a_handler_runs_the_program():
+    def run(replay):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = VAE(6, 2, (5,), num_data=40)
+        step = SVIStep(vae.model, vae.guide, replay=replay)
+        out = []
+        for i in range(8):
+            x = BATCHES[i % 3]
+            if i in (5, 6):
+                with poutine.scale(scale=3.0):
+                    out.append(step(x)["loss"])
+            else:
+                out.append(step(x)["loss"])
+        return out
+
+    assert run(False) == run(None)  # a replay would miss the scale of steps 5 and 6
+
+
+def test_a_refused_parameter_raises_as_on_the_fast_path_and_changes_nothing():
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    vae = VAE(6, 2, (5,), num_data=40)
+    step = SVIStep(vae.model, vae.guide)
+    for x in BATCHES:
+        step(x)
+    assert step._replay.graphs
+    with torch.no_grad():
+        vae.encoder.net[0].bias.fill_(float("nan"))  # loc is NaN: Normal refuses it
+    before = [p.detach().clone() for p in vae.parameters()]
+    with pytest.raises(NonFiniteError, match="invalid parameters"):
+        step(BATCHES[0])
+    after = list(vae.parameters())
+    assert all(_same(a, b) for a, b in zip(before, after, strict=True))
+
+
+def _same(a, b):
+    return torch.equal(torch.nan_to_num(a, nan=7.0), torch.nan_to_num(b.detach(), nan=7.0))
+
+
+def _program(read_value):
+    dec = torch.nn.Linear(2, 6)
+
+    def model(x):
+        net = pyro.module("dec", dec)
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            logits = net(z)
+            if read_value and logits.sum() > 1e9:  # a decision on a tensor's value
+                logits = -logits
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+
+    def guide(x):
+        loc = pyro.param("loc", torch.zeros(len(x), 2))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("read_value", [False, True])
+def test_a_users_program_is_replayed_only_when_asked_and_when_it_can_be(read_value):
+    results = {}
+    for replay in (None, True, False):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide = _program(read_value)
+        step = SVIStep(model, guide, replay=replay)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results[replay] = [step(BATCHES[i % 3])["loss"] for i in range(6)]
+        params = [p.detach().clone() for p in pyro.get_param_store().values()]
+        results[replay] = (results[replay], params)
+        replayed = step._replay is not None and bool(step._replay.graphs)
+        assert replayed == (replay is True and not read_value)
+        recording_failed = [w for w in caught if "recording it failed" in str(w.message)]
+        assert len(recording_failed) == (1 if replay is True and read_value else 0)
+    assert _equal(results[None], results[True])
+    assert _equal(results[None], results[False])
+
+
+def test_a_cleared_param_store_is_seen_by_the_replay():
+    """A function program's ``pyro.param`` made anew after ``pyro.clear_param_store()``: the
+    recorded graph holds the old tensor, so the step records again and trains the new one."""
+    results = []
+    for replay in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide = _program(read_value=False)
+        step = SVIStep(model, guide, replay=replay)
+        losses = []
+        for i in range(6):
+            if i == 3:
+                pyro.clear_param_store()
+            losses.append(step(BATCHES[i % 3])["loss"])
+        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
+    assert _equal(*results)
