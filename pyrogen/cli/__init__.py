@@ -11,7 +11,7 @@ import importlib
 import sys
 import warnings
 
-from pyrogen.cli.common import apply_threads
+from pyrogen.cli.common import HelpFormatter, apply_threads
 
 SUBCOMMANDS = ("vae", "gan", "translate", "sample", "evaluate", "compare")
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=module.HELP,
             description=module.HELP,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(run=module.run)

@@ -8,6 +8,19 @@ from typing import Any
 
 import torch
 
+from pyrogen.data.dataset import Dataset
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``argparse``'s "(default: ...)" after each help, except where the help already states
+    its default (as flags whose default depends on other flags do): no "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "default" in help_text.lower():
+            return help_text
+        return super()._get_help_string(action)
+
 
 def add_common_arguments(parser: argparse.ArgumentParser, default_data: str) -> None:
     """``--data --out --seed --device --threads`` as every subcommand spells them (a
@@ -160,3 +173,43 @@ def run_dir_options(args: argparse.Namespace) -> dict[str, bool]:
         "overwrite": args.overwrite,
         "force_resume": args.force_resume,
     }
+
+
+#: Stride-2 layers of the CLI's convolutional networks (``stages`` of :mod:`pyrogen.nn.conv`,
+#: :class:`~pyrogen.models.translation.TranslatorNet`): each halves the height and width, so
+#: these must be multiples of ``2**CONV_STAGES``.
+CONV_STAGES = 2
+
+#: What the CLI loads as images (``Dataset.is_image``), for the messages.
+IMAGE_DATA = "digits, fashion-mnist or a directory of MNIST-format idx files"
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def check_conv_images(dataset: Dataset, context: str, mlp: str | None = "--arch mlp") -> None:
+    """Refuse data the CLI's convolutional networks cannot take: examples that are not images,
+    and images whose height or width is not a multiple of ``2**CONV_STAGES``.
+
+    :param context: what needs the images, the subject of the message (``"--arch conv"``).
+    :param mlp: the flag that trains MLPs instead, suggested as the fix (None: there is none).
+    """
+    name = dataset.name
+    if not dataset.is_image:
+        fix = f"use {mlp}" if mlp else "give one of them as --data"
+        raise ValueError(
+            f"{context} needs image data, but {name!r} is not an image data set (its examples"
+            f" have shape {tuple(dataset.shape)}); images are {IMAGE_DATA}: {fix}."
+        )
+    h, w = dataset.shape
+    factor = 2**CONV_STAGES
+    if h % factor or w % factor:
+        up = (-(-h // factor) * factor, -(-w // factor) * factor)
+        fix = f"use {mlp}, or pad" if mlp else "pad"
+        raise ValueError(
+            f"{context} halves the images' height and width {_times(CONV_STAGES)} (stride-2"
+            f" convolutions), so both must be multiples of {factor} (e.g. 8×8 digits, 28×28"
+            f" MNIST); {name!r} has {h}×{w} images: {fix} or resize them (e.g. to"
+            f" {up[0]}×{up[1]})."
+        )

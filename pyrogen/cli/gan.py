@@ -31,6 +31,7 @@ from pyrogen import plot
 from pyrogen.cli.common import (
     add_common_arguments,
     add_long_run_arguments,
+    check_conv_images,
     resolve_device,
     resolve_out,
     run_dir_options,
@@ -240,12 +241,14 @@ def _projection_pack(args: argparse.Namespace) -> int:
     return 1
 
 
-def _resolve(args: argparse.Namespace, image: bool) -> GANDefaults:
+def _resolve(args: argparse.Namespace, dataset: Dataset) -> GANDefaults:
     """Fill the unset ``--arch/--loss/--steps/--batch-size/--critic-steps/--critic-lr/
     --base-channels/--spectral-norm`` of ``args`` from the data's defaults, on images those of
     the loss (:func:`~pyrogen.train.presets.image_defaults`), so config.json records what ran;
-    refuse mismatches."""
+    refuse mismatches, and data the convolutional networks cannot take."""
+    image = dataset.is_image
     defaults = IMAGE_DEFAULTS if image else TOY_DEFAULTS
+    arch_given = args.arch is not None
     for name in ("arch", "loss"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(defaults, name))
@@ -254,11 +257,8 @@ def _resolve(args: argparse.Namespace, image: bool) -> GANDefaults:
     for name in ("steps", "batch_size", "critic_steps", "critic_lr"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(defaults, name))
-    if args.arch == "conv" and not image:
-        raise ValueError(
-            f"--arch conv needs image data, but {args.data!r} is not an image data set; use"
-            " --arch mlp."
-        )
+    if args.arch == "conv":
+        check_conv_images(dataset, "--arch conv" + ("" if arch_given else " (the image default)"))
     conv_only = [f"--{n}" for n in ("base_channels", "spectral_norm") if getattr(args, n)]
     if args.arch == "mlp" and conv_only:
         raise ValueError(
@@ -428,8 +428,7 @@ def _build(args: argparse.Namespace) -> _Run:
     ctx, device = distributed.setup(resolve_device(args.device))
     out = resolve_out(args, "runs/gan")
     dataset = _load(args.data)
-    image = dataset.is_image
-    defaults = _resolve(args, image)
+    defaults = _resolve(args, dataset)
     for name in ("steps", "batch_size", "num_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")

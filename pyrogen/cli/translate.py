@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from pyrogen import plot
-from pyrogen.cli.common import add_common_arguments, resolve_device
+from pyrogen.cli.common import add_common_arguments, check_conv_images, resolve_device
 from pyrogen.data import load_dataset
 from pyrogen.data.dataset import Dataset
 from pyrogen.data.translation import (
@@ -59,14 +59,27 @@ HELP = (
 )
 TASKS = ("superres", "inpaint", "cycle")
 
+#: Defaults that depend on --task: flag -> (its value for --task cycle, for the paired tasks).
+TASK_DEFAULTS = {
+    "data": ("digits", "fashion-mnist"),
+    "steps": (1000, 1500),
+    "base_channels": (16, 32),
+}
+
+
+def _default_help(name: str) -> str:
+    """``(default: A for --task cycle, B otherwise)`` of :data:`TASK_DEFAULTS`."""
+    cycle, paired = TASK_DEFAULTS[name]
+    return f"(default: {cycle} for --task cycle, {paired} otherwise)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_data=None)
     data = next(action for action in parser._actions if action.dest == "data")
-    data.help += " (default: fashion-mnist; --task cycle: digits)"
+    data.help += " " + _default_help("data")
     parser.add_argument("--task", choices=TASKS, default="superres")
     parser.add_argument(
-        "--steps", type=int, default=None, help="generator updates (default 1500; cycle: 1000)"
+        "--steps", type=int, default=None, help="generator updates " + _default_help("steps")
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam lr of generators, critics")
@@ -103,8 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--base-channels",
         type=int,
         default=None,
-        help="channels of the first layers (default 32; cycle: 16 for the translators, the"
-        " critics get 4×)",
+        help="channels of the first layers (--task cycle: of the translators; its critics get 4×) "
+        + _default_help("base_channels"),
     )
     parser.add_argument(
         "--num-train", type=int, default=0, help="use the first N training images (0: all)"
@@ -120,17 +133,8 @@ def _check(args: argparse.Namespace, dataset: Dataset) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     if args.num_train < 0 or args.noise_dim < 0:
         raise ValueError("--num-train and --noise-dim must be >= 0.")
-    if not dataset.is_image:
-        raise ValueError(
-            f"--data {args.data} is not an image data set (shape {dataset.shape}); translate"
-            " needs images: digits, fashion-mnist or a directory of MNIST idx files."
-        )
+    check_conv_images(dataset, f"--task {args.task}", mlp=None)
     h, w = dataset.shape
-    if h % 4 or w % 4:
-        raise ValueError(
-            f"The {h}×{w} images do not work with the translator's two stride-2 stages: height"
-            " and width must be multiples of 4 (e.g. 8×8, 28×28); resize or pad them."
-        )
     if args.task == "superres" and (args.factor < 2 or h % args.factor or w % args.factor):
         raise ValueError(
             f"--factor {args.factor} must be >= 2 and divide the image size {h}×{w}"
@@ -322,13 +326,9 @@ def _model_config(args: argparse.Namespace, dataset: Dataset) -> dict:
 
 def _task_defaults(args: argparse.Namespace) -> None:
     """The defaults that depend on --task (see the --help of --data, --steps, --base-channels)."""
-    cycle = args.task == "cycle"
-    if args.data is None:
-        args.data = "digits" if cycle else "fashion-mnist"
-    if args.steps is None:
-        args.steps = 1000 if cycle else 1500
-    if args.base_channels is None:
-        args.base_channels = 16 if cycle else 32
+    for name, (cycle, paired) in TASK_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, cycle if args.task == "cycle" else paired)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from pyrogen.cli import autoencoders
 from pyrogen.cli.common import (
     add_common_arguments,
     add_long_run_arguments,
+    check_conv_images,
     resolve_device,
     resolve_out,
     run_dir_options,
@@ -248,10 +249,12 @@ def _resolve_settings(args: argparse.Namespace) -> None:
 
 
 _CONV_BASE_CHANNELS = 32  # --base-channels of --arch conv
+_PRESET_PAPERS = {"burda2016": "Burda et al. 2016"}  # --preset: the paper of its (MLP) VAE
 
 
 def _resolve_arch(args: argparse.Namespace, other: str) -> None:
-    """Refuse ``--arch conv`` where it has no conv networks, ``--base-channels`` without it."""
+    """Refuse ``--arch conv`` where it has no conv networks (``--conditional``, ``--model``,
+    ``--preset``), ``--base-channels`` without it."""
     if args.arch == "mlp":
         if args.base_channels is not None:
             raise ValueError(
@@ -262,6 +265,12 @@ def _resolve_arch(args: argparse.Namespace, other: str) -> None:
         raise ValueError(
             f"--arch conv is for the plain VAE; {other} has MLP networks only. Drop --arch conv"
             f" or {other}."
+        )
+    if args.preset:
+        paper = _PRESET_PAPERS.get(args.preset, "its paper")
+        raise ValueError(
+            f"--preset {args.preset} is the MLP VAE of {paper}, not a convolutional one; use"
+            " --arch mlp (the default) or drop the preset."
         )
     if len(args.hidden) != 1:
         raise ValueError(
@@ -274,23 +283,6 @@ def _resolve_arch(args: argparse.Namespace, other: str) -> None:
         args.base_channels = _CONV_BASE_CHANNELS
     if args.base_channels < 1:
         raise ValueError(f"--base-channels must be >= 1, got {args.base_channels}.")
-
-
-def _check_image(dataset, args: argparse.Namespace) -> None:
-    """``--arch conv`` needs images whose sides two stride-2 convolutions halve exactly."""
-    if args.arch != "conv":
-        return
-    if not dataset.is_image:
-        raise ValueError(
-            f"--arch conv needs image data, but {dataset.name!r} is not an image data set; use"
-            " --arch mlp."
-        )
-    h, w = dataset.shape
-    if h % 4 or w % 4:
-        raise ValueError(
-            f"--arch conv halves the images twice, so their height and width must be multiples"
-            f" of 4; {dataset.name!r} has {h}×{w} images. Use --arch mlp (or pad the images)."
-        )
 
 
 def _check_labels(dataset) -> None:
@@ -346,7 +338,8 @@ def _build(args: argparse.Namespace) -> _Run:
     autoencoders.check(args)
     options = trainer_options(args, out, device)
     dataset = load_dataset(args.data, binarize=binarize)
-    _check_image(dataset, args)
+    if args.arch == "conv":
+        check_conv_images(dataset, "--arch conv")
     if args.conditional:
         _check_labels(dataset)
     set_seed(args.seed)
