@@ -244,8 +244,8 @@ def step_times(case: str, batch: int, rounds: int, reps: int) -> dict:
 
 
 def breakdown(batch: int, rounds: int = 60) -> dict[str, float]:
-    """Median ms per part of one default-VAE step: pyrogen's fast path (``P``: the guide and the
-    model each under its recorder, the loss terms, backward, the finiteness check, the merged
+    """Median ms per part of one default-VAE step: pyrogen's default path (``P``: the replayed
+    graph of the program and loss with its checks, backward, the finiteness check, the merged
     optimizer step) and the reference (``R``), the same code as the steps run, in interleaved
     rounds with both whole steps (no profiler: its overhead would swamp the Python parts)."""
     from pyrogen.train.steps import fast  # noqa: PLC0415
@@ -271,30 +271,12 @@ def breakdown(batch: int, rounds: int = 60) -> dict[str, float]:
         record([("", t0), ("P whole step", t1)])
         record([("", t1), ("R whole step", clk())])
         marks = [("", clk())]
-        guide = fast._Sites()
-        with guide:
-            vae.guide(x)
-        for site in guide.sites.values():
-            fast._check_guide_site(site)
-        marks.append(("P guide", clk()))
-        model = fast._Sites(replay=guide)
-        with model:
-            vae.model(x)
-        marks.append(("P model", clk()))
-        elbo = 0
-        for name, site in model.sites.items():
-            if site["is_observed"]:
-                log_p = site["fn"].log_prob(site["value"])
-                elbo = elbo + fast.scale_and_mask(log_p, site["scale"], site["mask"]).sum()
-            else:
-                elbo = elbo - fast._kl_sum(guide.sites[name], site)
-        -elbo.item()  # noqa: B018  (as the fast path: the loss as a float)
-        marks.append(("P loss terms", clk()))
-        (-elbo).backward()
+        elbo, params = step._replay((x,))  # the default path: the recorded graph, its checks
+        marks.append(("P forward (replayed graph)", clk()))
+        fast.backward_elbo(elbo, True)
         marks.append(("P backward", clk()))
-        params = {id(p): p for run in (guide, model) for p in run.params.values()}.values()
         params = sorted(params, key=store.param_name)
-        del guide, model, elbo, site
+        del elbo
         _all_finite([p.grad for p in params])
         marks.append(("P finiteness check", clk()))
         step._apply(params)
@@ -306,14 +288,12 @@ def breakdown(batch: int, rounds: int = 60) -> dict[str, float]:
         loc, log_var = ref.enc(x).split(LATENT, dim=-1)
         scale = torch.exp(0.5 * log_var)
         z = loc + scale * torch.empty(loc.shape, device=loc.device).normal_()
-        marks.append(("R encoder + z", clk()))
         logits = ref.dec(z)
-        marks.append(("R decoder", clk()))
         log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
         kl = 0.5 * (loc**2 + scale**2 - 1 - 2 * torch.log(scale)).sum(-1)
         loss = -(log_px - kl).sum()
         loss.item()
-        marks.append(("R loss terms", clk()))
+        marks.append(("R forward", clk()))
         ref.opt.zero_grad()
         loss.backward()
         marks.append(("R backward", clk()))

@@ -41,7 +41,7 @@ __all__ = [
     "check_model_guide_match",
     "check_site_shape",
     "elbo_trace",
-    "param_store_tensor",
+    "param_store_tensors",
     "pending_optim_state",
     "per_param_optimizer",
     "pyro_module_prefix",
@@ -94,7 +94,8 @@ def pyro_module_prefix(module: Any) -> str:
     return getattr(module, "_pyro_name", "")
 
 
-def param_store_tensor(name: str) -> torch.Tensor | None:
-    """The unconstrained tensor Pyro's (current) param store holds under ``name``
-    (``ParamStoreDict._params``), without constraining it as ``get_param`` does."""
-    return pyro.get_param_store()._params.get(name)
+def param_store_tensors() -> dict[str, torch.Tensor]:
+    """The unconstrained tensors of Pyro's (current) param store by name, the store's own dict
+    (``ParamStoreDict._params``; read, never written): no constrained copies as ``items()``
+    makes."""
+    return pyro.get_param_store()._params

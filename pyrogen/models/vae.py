@@ -136,13 +136,13 @@ class VAE(PyroModule):
         """The Python state :meth:`model` and :meth:`guide` read besides their argument, the
         parameters and the random generator: while it stays equal, ``SVIStep`` may replay a
         recorded graph of the program (:mod:`pyrogen.train.steps.replay`). ``None`` (not
-        replayable) for a subclass that redefines the program."""
+        replayable) for a subclass that redefines the program. The networks have no
+        mode-dependent layers; ``training`` of the VAE itself is part of the key."""
         program = ("model", "guide", "_check_shape", "_data_plate")
         if any(getattr(type(self), name) is not getattr(VAE, name) for name in program):
             return None
-        likelihood = (type(self.likelihood), tuple(sorted(vars(self.likelihood).items())))
-        modes = tuple(m.training for m in self.modules())
-        return self.data_dim, self.latent_dim, self.num_data, likelihood, modes
+        likelihood = (type(self.likelihood), *vars(self.likelihood).values())
+        return self.data_dim, self.latent_dim, self.num_data, likelihood, self.training
 
     def model(self, x: torch.Tensor) -> None:
         r""":math:`z \sim \mathcal N(0, I)`, :math:`x \sim p(x \mid z; \theta)` for each row."""

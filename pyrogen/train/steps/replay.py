@@ -40,13 +40,12 @@ import warnings
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
-import pyro
 import torch
 from pyro.infer.util import is_validation_enabled
-from pyro.poutine.runtime import _PYRO_STACK
+from pyro.poutine.runtime import am_i_wrapped
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from pyrogen._compat import param_store_tensor
+from pyrogen._compat import param_store_tensors
 from pyrogen.train.steps.fast import mean_field_elbo
 
 
@@ -114,7 +113,7 @@ class Replay:
         return elbo, [p for _, p in graph.params]
 
     def _key(self, batch: tuple) -> Hashable | None:
-        if _PYRO_STACK or not all(torch.is_tensor(x) for x in batch):
+        if am_i_wrapped() or not all(torch.is_tensor(x) for x in batch):
             return None
         state = self.program_key()
         if state is None:
@@ -135,7 +134,7 @@ class Replay:
             return elbo, valid
 
         rng = _rng_states(batch)
-        existing = {name: param_store_tensor(name) for name in _param_names()}
+        existing = dict(param_store_tensors())
         try:
             with _validation_as_outputs(checks):
                 module = make_fx(loss)(*batch)
@@ -151,6 +150,7 @@ class Replay:
             return None
         finally:
             _set_rng_states(rng)  # recording ran the program: its draws are this step's
+        _drop_identity_views(module.graph)
         module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
         module.recompile()
         if any(run.shadowed for run in runs):
@@ -161,8 +161,22 @@ class Replay:
         return _Graph(module, list(params.items()), [_layout(p) for p in params.values()])
 
 
-def _param_names() -> list[str]:
-    return list(pyro.get_param_store().keys())
+_VIEWS = (torch.ops.aten.expand.default, torch.ops.aten.view.default)
+
+
+def _drop_identity_views(graph: torch.fx.Graph) -> None:
+    """Remove ``expand``/``view`` nodes whose result has the shape and strides of their input
+    (Pyro's broadcasting re-expands tensors to the shape they have): the same values, one
+    autograd node less each."""
+    for node in list(graph.nodes):
+        if node.target not in _VIEWS or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        before, after = node.args[0].meta.get("val"), node.meta.get("val")
+        if not (torch.is_tensor(before) and torch.is_tensor(after)):
+            continue
+        if before.shape == after.shape and before.stride() == after.stride():
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
 
 
 def _layout(p: torch.Tensor) -> tuple:
@@ -170,8 +184,9 @@ def _layout(p: torch.Tensor) -> tuple:
 
 
 def _same_params(graph: _Graph) -> bool:
+    stored = param_store_tensors()
     return all(
-        param_store_tensor(name) is p and _layout(p) == layout
+        stored.get(name) is p and _layout(p) == layout
         for (name, p), layout in zip(graph.params, graph.layouts, strict=True)
     )
 
