@@ -12,7 +12,7 @@ from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen.models import VAE
 from pyrogen.train import NonFiniteError, SVIStep
-from pyrogen.train.steps.fast import mean_field_loss_and_grads
+from pyrogen.train.steps.fast import MergedOptimizer, mean_field_loss_and_grads
 
 X = torch.rand(12, 6).bernoulli()
 
@@ -248,3 +248,34 @@ def test_a_shadowed_network_on_the_fast_path_is_refused_and_changes_nothing():
     for net, start in zip((net1, net2), nets, strict=True):
         assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
         assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    "optim",
+    [
+        lambda: pyro.optim.Adam({"lr": 0.01}),
+        lambda: pyro.optim.Adam({"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+        lambda: pyro.optim.AdamW({"lr": 0.01}),
+        lambda: pyro.optim.NAdam({"lr": 0.01}),
+        lambda: pyro.optim.SGD({"lr": 0.01, "momentum": 0.9}),
+    ],
+)
+def test_the_merged_optimizer_step_is_pyros_bit_for_bit(optim):
+    """One merged (multi-tensor where torch gives the same floats) step for all parameters =
+    Pyro's loop of one-parameter optimizers, exactly."""
+    torch.manual_seed(0)
+    shapes = [(40, 30), (40,), (7, 40)]
+    start = [torch.randn(s) for s in shapes]
+    runs = []
+    for merged in (False, True):
+        pyro.clear_param_store()
+        params = [pyro.param(f"p{i}", s.clone()).unconstrained() for i, s in enumerate(start)]
+        pyro_optim = optim()
+        update = MergedOptimizer(pyro_optim) if merged else pyro_optim
+        g = torch.Generator().manual_seed(1)
+        for _ in range(8):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            update(params)
+        runs.append([p.detach().clone() for p in params])
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
