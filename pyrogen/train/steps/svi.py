@@ -164,10 +164,16 @@ class SVIStep:
         this step's state: networks that functions register with ``pyro.module``. Parameters are
         found by tracing; buffers only on the model's and guide's modules (a ``PyroModule``
         program, or the owner of a bound method such as ``vae.model``) and on these.
+    :param replay: with the default loss, run a recorded graph of the program and its loss
+        instead of the program (:mod:`pyrogen.train.steps.replay`; the same floats). ``None``
+        (default): for programs whose owner module has a ``program_key()`` (e.g.
+        :class:`~pyrogen.models.VAE`); ``True``: any program, whose author promises it reads no
+        changing Python state besides its arguments and parameters; ``False``: never.
 
     With the default loss (one-particle ``TraceMeanField_ELBO``) every step after the first
     computes the same loss and gradients without Pyro's traces (:mod:`pyrogen.train.steps.fast`);
-    a program that does not fit (or whose sites change) takes the standard path, with a warning.
+    a program that does not fit (or whose sites change) takes the standard path, with a warning;
+    ``replay`` then skips running the program itself.
     A ``PyroOptim`` of per-parameter optimizers (Adam, SGD, ...) steps them in one call.
     """
 
