@@ -40,6 +40,28 @@ def _equal(a, b):
     return a[0] == b[0] and all(torch.equal(p, q) for p, q in zip(a[1], b[1], strict=True))
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"likelihood": "gaussian"},
+        {"arch": "conv", "image_shape": (8, 8), "hidden": (16,), "base_channels": 4},
+    ],
+)
+def test_gaussian_and_conv_vaes_are_replayed_bit_for_bit(kwargs):
+    data = torch.rand(6, 64, generator=torch.Generator().manual_seed(5))
+    runs = []
+    for replay in (False, None):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = VAE(64, 2, **{"hidden": (8,), **kwargs})
+        step = SVIStep(vae.model, vae.guide, replay=replay)
+        torch.manual_seed(1)
+        losses = [step(data)["loss"] for _ in range(4)]
+        runs.append((losses, [p.detach().clone() for p in vae.parameters()]))
+        assert (replay is None) == bool(step._replay and step._replay.graphs)
+    assert _equal(*runs)
+
+
 def test_the_vae_is_replayed_with_the_programs_losses_and_parameters_bit_for_bit():
     ran, replayed = _run(replay=False), _run(replay=None)
     assert replayed[2]._replay is not None
