@@ -191,3 +191,29 @@ def test_a_cleared_param_store_is_seen_by_the_replay():
             losses.append(step(BATCHES[i % 3])["loss"])
         results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
     assert _equal(*results)
+
+
+def test_a_no_grad_block_in_the_program_stays_without_gradient_in_the_replay():
+    """Grad mode is recorded (pre-dispatch graph): a value computed under ``torch.no_grad()``
+    takes no gradient in the replayed step either."""
+    results = []
+    for replay in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        dec = torch.nn.Linear(2, 6)
+
+        def model(x, dec=dec):
+            net = pyro.module("dec", dec)
+            with pyro.plate("data", len(x)):
+                z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+                logits = net(z)
+                with torch.no_grad():
+                    shift = logits.mean()  # a stop-gradient centring
+                pyro.sample("x", dist.Bernoulli(logits=logits - shift).to_event(1), obs=x)
+
+        _, guide = _program(read_value=False)
+        step = SVIStep(model, guide, replay=replay)
+        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
+        assert bool(step._replay and step._replay.graphs) == replay
+        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
+    assert _equal(*results)

@@ -9,7 +9,8 @@ per input signature, the guide's and the model's run and the loss
 
 .. math:: \mathcal L = \sum_{x} s_x \log p(x \mid z) - \sum_z s_z\,\mathrm{KL}(q \,\|\, p)
 
-as a graph of ATen operations (``torch.fx.experimental.proxy_tensor.make_fx``, real tensors) and
+as a graph of ATen operations (``torch.fx.experimental.proxy_tensor.make_fx``, real tensors,
+pre-dispatch: grad-mode changes such as ``torch.no_grad()`` blocks are part of the graph) and
 later steps run that graph: the same operations in the same order on the same parameter tensors,
 drawing from the same generator, so the same floats — without the messengers.
 
@@ -137,7 +138,7 @@ class Replay:
         existing = dict(param_store_tensors())
         try:
             with _validation_as_outputs(checks):
-                module = make_fx(loss)(*batch)
+                module = make_fx(loss, pre_dispatch=True)(*batch)
         except Exception as why:  # noqa: BLE001 - any failure: the fast path runs the program
             self.off = True
             reason = str(why).splitlines()[0][:200] if str(why) else type(why).__name__
@@ -151,6 +152,7 @@ class Replay:
         finally:
             _set_rng_states(rng)  # recording ran the program: its draws are this step's
         _drop_identity_views(module.graph)
+        _drop_unused_constants(module.graph)
         module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
         module.recompile()
         if any(run.shadowed for run in runs):
@@ -161,13 +163,17 @@ class Replay:
         return _Graph(module, list(params.items()), [_layout(p) for p in params.values()])
 
 
-_VIEWS = (torch.ops.aten.expand.default, torch.ops.aten.view.default)
+_VIEWS = (
+    torch.ops.aten.expand.default,
+    torch.ops.aten.view.default,
+    torch.ops.aten.reshape.default,
+)
 
 
 def _drop_identity_views(graph: torch.fx.Graph) -> None:
-    """Remove ``expand``/``view`` nodes whose result has the shape and strides of their input
-    (Pyro's broadcasting re-expands tensors to the shape they have): the same values, one
-    autograd node less each."""
+    """Remove ``expand``/``view``/``reshape`` nodes whose result has the shape and strides of
+    their input (Pyro's broadcasting re-expands tensors to the shape they have): the same values,
+    one autograd node less each."""
     for node in list(graph.nodes):
         if node.target not in _VIEWS or not isinstance(node.args[0], torch.fx.Node):
             continue
@@ -177,6 +183,18 @@ def _drop_identity_views(graph: torch.fx.Graph) -> None:
         if before.shape == after.shape and before.stride() == after.stride():
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
+
+
+def _drop_unused_constants(graph: torch.fx.Graph) -> None:
+    """Remove the copies of constants that nothing uses (``detach_(lift_fresh_copy(c))``, which
+    dead-code elimination keeps because ``detach_`` is in place)."""
+    for node in list(graph.nodes):
+        if node.target is not torch.ops.aten.detach_.default or node.users:
+            continue
+        copy = node.args[0]
+        if copy.target is torch.ops.aten.lift_fresh_copy.default and len(copy.users) == 1:
+            graph.erase_node(node)
+            graph.erase_node(copy)
 
 
 def _layout(p: torch.Tensor) -> tuple:
