@@ -120,8 +120,14 @@ class Replay:
         if state is None:
             return None
         shapes = tuple((x.shape, x.dtype, x.device, x.requires_grad) for x in batch)
-        validation = (is_validation_enabled(), torch.is_grad_enabled())
-        return shapes, validation, state
+        modes = (
+            is_validation_enabled(),
+            torch.is_grad_enabled(),
+            torch.get_default_dtype(),
+            torch.is_autocast_enabled("cpu"),
+            torch.is_autocast_enabled("cuda"),
+        )
+        return shapes, modes, state
 
     def _record(self, batch: tuple) -> _Graph | None:
         runs: list = []
