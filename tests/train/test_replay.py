@@ -11,6 +11,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 
+from pyrogen.infer import ELBO, get_objective
 from pyrogen.models import VAE
 from pyrogen.train import NonFiniteError, SVIStep
 
@@ -217,3 +218,26 @@ def test_a_no_grad_block_in_the_program_stays_without_gradient_in_the_replay():
         assert bool(step._replay and step._replay.graphs) == replay
         results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
     assert _equal(*results)
+
+
+def test_pyrogen_vae_s_default_objective_takes_the_fast_path_and_is_replayed():
+    """``pyrogen vae`` trains with ``get_objective("reparam")`` (pyrogen's ``ELBO``, Pyro's
+    ``TraceMeanField_ELBO`` with guide checks): the same floats as that loss's standard path."""
+
+    class Standard(ELBO):  # another type: SVIStep takes the standard path for it
+        pass
+
+    runs = []
+    for loss in (get_objective("reparam"), Standard("reparam", kl="analytic")):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = VAE(6, 2, (5,), num_data=40)
+        step = SVIStep(vae.model, vae.guide, loss)
+        torch.manual_seed(3)
+        losses = [step(BATCHES[i % 3])["loss"] for i in range(6)]
+        assert step.uses_fast_path == (type(loss) is ELBO)
+        assert bool(step._replay and step._replay.graphs) == (type(loss) is ELBO)
+        runs.append((losses, [p.detach().clone() for p in vae.parameters()]))
+    assert _equal(*runs)
+    assert not SVIStep(vae.model, vae.guide, get_objective("reparam", 2)).uses_fast_path
+    assert not SVIStep(vae.model, vae.guide, get_objective("score")).uses_fast_path

@@ -17,6 +17,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 
 from pyrogen._compat import pending_optim_state, pyro_module_prefix
+from pyrogen.infer.elbo import ELBO, _TraceMeanField_ELBO
 from pyrogen.infer.importance import rng_untouched
 from pyrogen.train import checkpoint as ckpt
 from pyrogen.train.steps.base import Batch, NonFiniteError
@@ -114,9 +115,16 @@ def _clear_grads(params: Iterable[torch.Tensor]) -> None:
 
 
 def _fast_loss(loss: Any) -> bool:
-    """Whether ``loss`` is plain one-particle ``TraceMeanField_ELBO`` (the fast path's loss)."""
+    """Whether ``loss`` is plain one-particle ``TraceMeanField_ELBO`` (the fast path's loss):
+    Pyro's, or pyrogen's ``ELBO("reparam", kl="analytic")`` (``pyrogen vae``'s default), which is
+    Pyro's with checks of the guide's sites that the fast path makes too (a site the model lacks
+    or without ``rsample`` sends the step to the standard path, where they raise)."""
+    if type(loss) is ELBO:
+        if (loss.estimator, loss.kl, loss.baseline) != ("reparam", "analytic", None):
+            return False
+        loss = loss._elbo
     return (
-        type(loss) is TraceMeanField_ELBO
+        type(loss) in (TraceMeanField_ELBO, _TraceMeanField_ELBO)
         and loss.num_particles == 1
         and not loss.vectorize_particles
         and not loss.retain_graph
