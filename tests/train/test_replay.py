@@ -241,3 +241,48 @@ def test_pyrogen_vae_s_default_objective_takes_the_fast_path_and_is_replayed():
     assert _equal(*runs)
     assert not SVIStep(vae.model, vae.guide, get_objective("reparam", 2)).uses_fast_path
     assert not SVIStep(vae.model, vae.guide, get_objective("score")).uses_fast_path
+
+
+def _prior_program(scale_of):
+    """A program whose prior scale is ``scale_of(x)`` (a closure: Python state the test
+    changes, or a value of the batch's shape)."""
+    dec = torch.nn.Linear(2, 6)
+
+    def model(x):
+        net = pyro.module("dec", dec)
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), scale_of(x)).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=net(z)).to_event(1), obs=x)
+
+    def guide(x):
+        weight = pyro.param("weight", torch.zeros(6, 2))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(x @ weight, 1.0).to_event(1))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_checks_on_constants_are_folded_but_still_refuse(replay):
+    """A check of a literal of the program is evaluated once per recording (here the prior scale
+    is -1 for batches of 5 only): the step with the refused value raises, as without replay;
+    a check on a tensor the user holds (mutated in place between steps) stays in the graph."""
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    model, guide = _prior_program(lambda x: torch.tensor(1.0 if len(x) == 8 else -1.0))
+    step = SVIStep(model, guide, replay=replay)
+    for x in BATCHES:
+        step(x)
+    with pytest.raises(NonFiniteError, match="invalid parameters"):
+        step(LAST)
+
+    pyro.clear_param_store()
+    held = torch.ones(2)
+    model, guide = _prior_program(lambda x: held)
+    step = SVIStep(model, guide, replay=replay)
+    for x in BATCHES:
+        step(x)
+    assert bool(step._replay and step._replay.graphs) == replay
+    held.fill_(-1.0)
+    with pytest.raises(NonFiniteError, match="invalid parameters"):
+        step(BATCHES[0])

@@ -157,6 +157,8 @@ class Replay:
             return None
         finally:
             _set_rng_states(rng)  # recording ran the program: its draws are this step's
+        if not _fold_constant_checks(module.graph, [bool(c) for c in checks]):
+            return None  # a check on constants fails: the fast path raises
         _drop_identity_views(module.graph)
         _drop_unused_constants(module.graph)
         module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
@@ -189,6 +191,59 @@ def _drop_identity_views(graph: torch.fx.Graph) -> None:
         if before.shape == after.shape and before.stride() == after.stride():
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
+
+
+#: Operations whose values do not depend on their tensor arguments' values (only on their shape,
+#: dtype and device), e.g. the prior's ``x.new_zeros(d)``.
+_VALUE_FREE = (
+    torch.ops.aten.new_zeros.default,
+    torch.ops.aten.new_ones.default,
+    torch.ops.aten.new_full.default,
+    torch.ops.aten.zeros_like.default,
+    torch.ops.aten.ones_like.default,
+    torch.ops.aten.full_like.default,
+)
+
+
+def _fold_constant_checks(graph: torch.fx.Graph, values: list[bool]) -> bool:
+    """Drop the validation checks that depend on no input, parameter or random draw (e.g. a
+    ``Normal(0, 1)`` prior's): their values, recorded, cannot change between steps. ``False`` if
+    one of them failed."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    valid = output.args[0][1]
+    if valid.target is not torch.ops.aten.all.default:
+        return True  # no checks
+    stack = valid.args[0]
+    constant = _constant_nodes(graph)
+    kept = [c for c in stack.args[0] if c not in constant]
+    if not all(v for c, v in zip(stack.args[0], values, strict=True) if c in constant):
+        return False
+    if kept:
+        stack.args = (kept, *stack.args[1:])
+    else:
+        output.args = ((output.args[0][0], True),)
+    graph.eliminate_dead_code()
+    return True
+
+
+def _constant_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+    """Nodes whose values are the same on every replay: fresh constants of the program
+    (``torch.tensor(1.0)``, lifted), values of :data:`_VALUE_FREE` operations, and pure
+    operations of constants only (no random draws, no in-place updates but ``detach_``)."""
+    constant: set[torch.fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            if all(u.target is torch.ops.aten.lift_fresh_copy.default for u in node.users):
+                constant.add(node)  # a literal of the program, never a parameter or user tensor
+        elif node.op == "call_function":
+            inputs_constant = all(a in constant for a in node.all_input_nodes)
+            if node.target in _VALUE_FREE:
+                constant.add(node)
+            elif node.target is torch.ops.aten.detach_.default and inputs_constant:
+                constant.add(node)  # in place, but values unchanged
+            elif not node.is_impure() and inputs_constant:
+                constant.add(node)
+    return constant
 
 
 def _drop_unused_constants(graph: torch.fx.Graph) -> None:
