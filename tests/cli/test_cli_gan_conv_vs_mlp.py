@@ -27,7 +27,7 @@ from pyrogen.cli import main
 # both.) 2000 steps is the smallest budget tried at which conv wins on all three seeds (at 1750,
 # seed 1's conv run puts 74 % of its samples in one class: KL 0.58x the MLP's). At 2000 the
 # tightest seed (1) has 6 more classes, 0.17x the KL and 0.32x the FCD, so the asserted margins
-# (+4, 0.5x, 0.5x) leave slack. ~60 CPU s per seed (two runs, two classifier trainings).
+# (+4, 0.5x, 0.5x) leave slack. 44-53 CPU s per seed (two runs, two classifier trainings).
 STEPS = 2000
 
 
