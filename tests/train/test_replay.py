@@ -286,3 +286,50 @@ def test_checks_on_constants_are_folded_but_still_refuse(replay):
     held.fill_(-1.0)
     with pytest.raises(NonFiniteError, match="invalid parameters"):
         step(BATCHES[0])
+
+
+def test_a_constant_updated_in_place_by_the_program_is_made_anew_on_every_replay():
+    """Constants are computed once per recording, except those the program updates in place:
+    a shared ``offset`` would grow by one on every replay."""
+    results = []
+    for replay in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        dec = torch.nn.Linear(2, 6)
+
+        def model(x, dec=dec):
+            net = pyro.module("dec", dec)
+            offset = torch.zeros(6)
+            offset.add_(1.0)
+            with pyro.plate("data", len(x)):
+                z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+                pyro.sample("x", dist.Bernoulli(logits=net(z) + offset).to_event(1), obs=x)
+
+        _, guide = _program(read_value=False)
+        step = SVIStep(model, guide, replay=replay)
+        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
+        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
+    assert _equal(*results)
+
+
+def test_a_constant_updated_through_a_view_is_made_anew_on_every_replay():
+    results = []
+    for replay in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        dec = torch.nn.Linear(2, 6)
+
+        def model(x, dec=dec):
+            net = pyro.module("dec", dec)
+            offset = torch.zeros(2, 3)
+            with pyro.plate("data", len(x)):
+                z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+                logits = net(z)
+                offset.view(6).add_(logits.detach().mean())  # updates offset's storage
+                pyro.sample("x", dist.Bernoulli(logits=logits + offset.view(6)).to_event(1), obs=x)
+
+        _, guide = _program(read_value=False)
+        step = SVIStep(model, guide, replay=replay)
+        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
+        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
+    assert _equal(*results)

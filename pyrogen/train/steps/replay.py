@@ -37,6 +37,7 @@ Replayed programs run with an empty Pyro handler stack only; graphs are kept for
 from __future__ import annotations
 
 import contextlib
+import operator
 import warnings
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ class Replay:
             _set_rng_states(rng)  # recording ran the program: its draws are this step's
         if not _fold_constant_checks(module.graph, [bool(c) for c in checks]):
             return None  # a check on constants fails: the fast path raises
+        _fold_constants(module, batch)
         _drop_identity_views(module.graph)
         _drop_unused_constants(module.graph)
         module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
@@ -179,18 +181,30 @@ _VIEWS = (
 
 
 def _drop_identity_views(graph: torch.fx.Graph) -> None:
-    """Remove ``expand``/``view``/``reshape`` nodes whose result has the shape and strides of
-    their input (Pyro's broadcasting re-expands tensors to the shape they have): the same values,
-    one autograd node less each."""
+    """Remove ``expand``/``view``/``reshape`` nodes (and ``broadcast_tensors`` results) whose
+    result has the shape and strides of their input (Pyro's broadcasting re-expands tensors to
+    the shape they have): the same values, one autograd node less each."""
     for node in list(graph.nodes):
-        if node.target not in _VIEWS or not isinstance(node.args[0], torch.fx.Node):
+        source = _broadcast_source(node) if node.target is operator.getitem else None
+        if source is None and node.target in _VIEWS and isinstance(node.args[0], torch.fx.Node):
+            source = node.args[0]
+        if source is None:
             continue
-        before, after = node.args[0].meta.get("val"), node.meta.get("val")
+        before, after = source.meta.get("val"), node.meta.get("val")
         if not (torch.is_tensor(before) and torch.is_tensor(after)):
             continue
         if before.shape == after.shape and before.stride() == after.stride():
-            node.replace_all_uses_with(node.args[0])
+            node.replace_all_uses_with(source)
             graph.erase_node(node)
+
+
+def _broadcast_source(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The input of ``broadcast_tensors(tensors)[i]`` that this ``getitem`` node returns."""
+    tensors, i = node.args
+    if getattr(tensors, "target", None) is not torch.ops.aten.broadcast_tensors.default:
+        return None
+    source = tensors.args[0][i]
+    return source if isinstance(source, torch.fx.Node) else None
 
 
 #: Operations whose values do not depend on their tensor arguments' values (only on their shape,
@@ -202,6 +216,18 @@ _VALUE_FREE = (
     torch.ops.aten.zeros_like.default,
     torch.ops.aten.ones_like.default,
     torch.ops.aten.full_like.default,
+)
+
+
+#: Operations without tensor inputs whose values are defined (``empty`` is not).
+_FILLED = (
+    torch.ops.aten.zeros.default,
+    torch.ops.aten.ones.default,
+    torch.ops.aten.full.default,
+    torch.ops.aten.scalar_tensor.default,
+    torch.ops.aten.arange.default,
+    torch.ops.aten.arange.start,
+    torch.ops.aten.arange.start_step,
 )
 
 
@@ -228,8 +254,9 @@ def _fold_constant_checks(graph: torch.fx.Graph, values: list[bool]) -> bool:
 
 def _constant_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
     """Nodes whose values are the same on every replay: fresh constants of the program
-    (``torch.tensor(1.0)``, lifted), values of :data:`_VALUE_FREE` operations, and pure
-    operations of constants only (no random draws, no in-place updates but ``detach_``)."""
+    (``torch.tensor(1.0)``, lifted), values of :data:`_VALUE_FREE` and :data:`_FILLED`
+    operations, and pure operations of constants only (no random draws, no in-place updates
+    but ``detach_``)."""
     constant: set[torch.fx.Node] = set()
     for node in graph.nodes:
         if node.op == "get_attr":
@@ -241,9 +268,43 @@ def _constant_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
                 constant.add(node)
             elif node.target is torch.ops.aten.detach_.default and inputs_constant:
                 constant.add(node)  # in place, but values unchanged
-            elif not node.is_impure() and inputs_constant:
+            elif (
+                not node.is_impure()
+                and inputs_constant
+                and (node.all_input_nodes or node.target in _FILLED)
+            ):
                 constant.add(node)
     return constant
+
+
+def _fold_constants(module: torch.fx.GraphModule, batch: tuple) -> None:
+    """Compute the constant tensors the graph uses (e.g. the prior's expanded loc and scale) once,
+    at recording, and keep them as attributes of the graph: fewer operations per replay. Not when
+    an operation updates one of them (or a view of one) in place."""
+    graph, constant = module.graph, _constant_nodes(module.graph)
+    updated = [n for n in graph.nodes if n not in constant and n.is_impure()]
+    if any(a in constant for n in updated for a in n.all_input_nodes):
+        return  # a constant (or a view of one) updated in place: made anew on every replay
+    inputs = iter(batch)
+    env: dict[torch.fx.Node, object] = {}
+    for node in list(graph.nodes):
+        if node.op == "placeholder":
+            env[node] = next(inputs)
+        elif node.op == "get_attr":
+            env[node] = getattr(module, node.target)
+        if node not in constant or node.op != "call_function":
+            continue
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), env.__getitem__)
+        env[node] = node.target(*args, **kwargs)
+        users = [u for u in node.users if u not in constant]
+        if not torch.is_tensor(env[node]) or not users:
+            continue
+        name = f"_folded_{node.name}"
+        module.register_buffer(name, env[node], persistent=False)
+        with graph.inserting_before(node):
+            folded = graph.get_attr(name)
+        node.replace_all_uses_with(folded, delete_user_cb=lambda u: u not in constant)
+    graph.eliminate_dead_code()
 
 
 def _drop_unused_constants(graph: torch.fx.Graph) -> None:
