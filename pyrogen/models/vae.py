@@ -29,7 +29,7 @@ import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
-from pyrogen.models.likelihoods import Likelihood, get_likelihood
+from pyrogen.models.likelihoods import Bernoulli, Gaussian, Likelihood, get_likelihood
 from pyrogen.nn import MLP, GaussianEncoder
 from pyrogen.nn.conv import ConvDecoder, ConvEncoder
 
@@ -136,13 +136,16 @@ class VAE(PyroModule):
         """The Python state :meth:`model` and :meth:`guide` read besides their argument, the
         parameters and the random generator: while it stays equal, ``SVIStep`` may replay a
         recorded graph of the program (:mod:`pyrogen.train.steps.replay`). ``None`` (not
-        replayable) for a subclass that redefines the program. The networks have no
-        mode-dependent layers; ``training`` of the VAE itself is part of the key."""
+        replayable) for a subclass that redefines the program or a likelihood that is not one
+        of pyrogen's; the modules' ``training`` flags are part of the key."""
         program = ("model", "guide", "_check_shape", "_data_plate")
         if any(getattr(type(self), name) is not getattr(VAE, name) for name in program):
             return None
+        if type(self.likelihood) not in (Bernoulli, Gaussian):
+            return None  # a likelihood of the user's may read state we cannot see
         likelihood = (type(self.likelihood), *vars(self.likelihood).values())
-        return self.data_dim, self.latent_dim, self.num_data, likelihood, self.training
+        modes = tuple(m.training for m in self.modules())
+        return self.data_dim, self.latent_dim, self.num_data, likelihood, modes
 
     def model(self, x: torch.Tensor) -> None:
         r""":math:`z \sim \mathcal N(0, I)`, :math:`x \sim p(x \mid z; \theta)` for each row."""

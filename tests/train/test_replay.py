@@ -3,6 +3,7 @@ and parameters as running the program, bit for bit; a check, a changed key, a ha
 parameter tensor sends the step back to the program; programs that read tensor values or do not
 say which Python state they read are not replayed."""
 
+import contextlib
 import warnings
 
 import pyro
@@ -13,6 +14,7 @@ import torch
 
 from pyrogen.infer import ELBO, get_objective
 from pyrogen.models import VAE
+from pyrogen.models.likelihoods import Bernoulli
 from pyrogen.train import NonFiniteError, SVIStep
 
 BATCHES = [
@@ -170,7 +172,7 @@ def test_a_users_program_is_replayed_only_when_asked_and_when_it_can_be(read_val
         results[replay] = (results[replay], params)
         replayed = step._replay is not None and bool(step._replay.graphs)
         assert replayed == (replay is True and not read_value)
-        recording_failed = [w for w in caught if "recording it failed" in str(w.message)]
+        recording_failed = [w for w in caught if "reads a tensor's value" in str(w.message)]
         assert len(recording_failed) == (1 if replay is True and read_value else 0)
     assert _equal(results[None], results[True])
     assert _equal(results[None], results[False])
@@ -333,3 +335,117 @@ def test_a_constant_updated_through_a_view_is_made_anew_on_every_replay():
         losses = [step(BATCHES[0])["loss"] for _ in range(5)]
         results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
     assert _equal(*results)
+
+
+def _case(name):
+    """A user's program (model, guide, modules) for the reviewed cases below."""
+    gen = torch.Generator().manual_seed(7)
+    dec = torch.nn.Linear(2, 6)
+    if name == "batchnorm":
+        dec = torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.BatchNorm1d(6))
+    counter = torch.zeros(())
+
+    def model(x):
+        net = pyro.module("dec", dec)
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            logits = net(z)
+            if name == "own generator":
+                logits = logits + 0.1 * torch.randn(logits.shape, generator=gen)
+            if name == "counter":
+                counter.add_(1.0)  # a tensor the program holds, updated in place
+                logits = logits + counter
+            if name == "mask":
+                with poutine.mask(mask=x[:, 0] > 0):
+                    pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+            elif name == "boolean index":
+                seen = x > 0.5
+                pyro.sample("x", dist.Normal(logits[seen], 1.0).to_event(1), obs=x[seen])
+            else:
+                pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+
+    def guide(x):
+        if name == "lazy init":
+            loc = pyro.param("loc", lambda: torch.randn(len(x), 2))
+        else:
+            loc = pyro.param("loc", torch.zeros(2))
+        with contextlib.ExitStack() as stack:
+            if name == "reseeds":
+                stack.enter_context(torch.random.fork_rng())
+                torch.manual_seed(123)
+            with pyro.plate("data", len(x)):
+                pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    return model, guide, [dec]
+
+
+CASES = {  # name: is the program replayed?
+    "mask": True,
+    "lazy init": True,
+    "boolean index": False,
+    "batchnorm": False,
+    "counter": False,
+    "own generator": False,
+    "reseeds": False,
+}
+#: State only the program knows (a tensor it holds, its own generator): the step that records
+#: and refuses it ran the program twice; the warning says so.
+TWICE = {"counter", "own generator"}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_users_programs_replayed_or_refused_never_different(name):
+    """Found by a review of the replay: each program gives the same losses, parameters and
+    buffers with ``replay=True`` as without, either replayed or refused with one warning at the
+    user's own line."""
+    results = []
+    for replay in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide, modules = _case(name)
+        step = SVIStep(model, guide, replay=replay, modules=modules)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            losses = []
+            for i in range(6):
+                if name == "lazy init" and i == 3:
+                    pyro.clear_param_store()
+                losses.append(step(BATCHES[i % 3])["loss"])
+        state = [p.detach().clone() for p in pyro.get_param_store().values()]
+        state += [b.clone() for m in modules for b in m.buffers()]
+        results.append((losses, state))
+        refusals = [w for w in caught if "SVIStep runs the program" in str(w.message)]
+        if replay:
+            assert bool(step._replay.graphs) == CASES[name]
+            assert len(refusals) == (0 if CASES[name] else 1)
+            assert all(w.filename == __file__ for w in refusals)  # the user's step(...) line
+            assert all("once more" in str(w.message) for w in refusals if name in TWICE)
+    if name not in TWICE:
+        assert _equal(*results)
+
+
+def test_torch_s_own_validation_flag_is_part_of_the_key():
+    pyro.clear_param_store()
+    held = torch.ones(2)
+    model, guide = _prior_program(lambda x: held)
+    step = SVIStep(model, guide, replay=True)
+    with pyro.validation_enabled(False):
+        for x in BATCHES:
+            step(x)  # recorded without checks
+    held.fill_(-1.0)
+    with pytest.raises(NonFiniteError, match="invalid parameters"):
+        step(BATCHES[0])
+
+
+def test_a_vae_whose_state_cannot_be_compared_is_not_replayed():
+    class Annealed(Bernoulli):
+        def __init__(self):
+            self.history = []  # unhashable state
+
+    pyro.clear_param_store()
+    vae = VAE(6, 2, (5,), likelihood=Annealed())
+    assert vae.program_key() is None  # not one of pyrogen's likelihoods: not trusted
+    step = SVIStep(vae.model, vae.guide)
+    for x in BATCHES:
+        step(x)
+    assert step._replay is not None and not step._replay.graphs

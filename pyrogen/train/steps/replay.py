@@ -25,10 +25,18 @@ What a graph cannot see is guarded:
   default: their owner module's ``program_key()`` (e.g. :meth:`pyrogen.models.VAE.program_key`),
   compared on every step with the key recorded. ``SVIStep(..., replay=True)`` replays any
   program (its author promises it reads no other Python state); ``replay=False`` never.
+* **What a graph cannot hold.** A program that updates a tensor in place that it did not create
+  (its input, BatchNorm statistics, a counter), draws from a ``torch.Generator`` of its own, or
+  makes shapes from values (boolean masks) is not replayed (one warning); inputs, parameters and
+  the modules' buffers are put back as they were before recording. A tensor or generator only the
+  program knows was updated once more on that step (the warning says so).
+* **The first replay must reproduce the recording**: the same ELBO, bit for bit, and the random
+  generators where the recording left them (a program that reseeds the generator fails this).
 * **Parameters.** The graph holds the parameter tensors it was recorded with; a step whose param
   store holds another tensor under one of their names, or one whose dtype, device or shape changed
   (``module.double()`` keeps the tensor objects), records the graph again. A recording that
-  creates a parameter (its initial value would be part of the graph) is discarded.
+  creates a parameter (its initial value would be part of the graph) is discarded, and so is the
+  parameter (the fast path makes it, drawing its initial value).
 
 Replayed programs run with an empty Pyro handler stack only; graphs are kept for at most
 :attr:`Replay.MAX_GRAPHS` input signatures (e.g. the full batch and the epoch's last one).
@@ -42,13 +50,14 @@ import warnings
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
+import pyro
 import torch
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.runtime import am_i_wrapped
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from pyrogen._compat import param_store_tensors
-from pyrogen.train.steps.fast import mean_field_elbo
+from pyrogen.train.steps.fast import Ineligible, mean_field_elbo
 
 
 @dataclass
@@ -56,6 +65,8 @@ class _Graph:
     module: torch.fx.GraphModule
     params: list[tuple[str, torch.Tensor]]  # name in the param store, the tensor recorded
     layouts: list[tuple]  # their dtype, device and shape when recorded (``.to()`` keeps tensors)
+    elbo: torch.Tensor  # the recorded run's ELBO and the generators after it: the first replay
+    rng_after: tuple  # must give the same
 
 
 @contextlib.contextmanager
@@ -84,9 +95,14 @@ class Replay:
     MAX_GRAPHS = 8
 
     def __init__(
-        self, model: Callable, guide: Callable, program_key: Callable[[], Hashable | None]
+        self,
+        model: Callable,
+        guide: Callable,
+        program_key: Callable[[], Hashable | None],
+        tensors: Callable[[], list[torch.Tensor]] = list,
     ) -> None:
         self.model, self.guide, self.program_key = model, guide, program_key
+        self.tensors = tensors  # params and buffers a recording must not change
         self.graphs: dict[Hashable, _Graph] = {}
         self.off = False
 
@@ -100,19 +116,37 @@ class Replay:
         if graph is not None and not _same_params(graph):
             del self.graphs[key]  # e.g. a param store loaded with new tensors
             graph = None
-        if graph is None:
+        fresh = graph is None
+        if fresh:
             if len(self.graphs) >= self.MAX_GRAPHS:
                 return None
             graph = self._record(batch)
             if graph is None:
                 return None
-            self.graphs[key] = graph
         rng = _rng_states(batch)
         elbo, valid = graph.module(*batch)
+        if fresh:
+            if not _same_run(graph, elbo, batch):
+                _set_rng_states(rng)
+                self._refuse(
+                    "its replay does not reproduce the recorded run (does it reseed the random"
+                    " generator, draw from a generator of its own, or read state the graph cannot"
+                    " see? Recording this step ran the program once more)"
+                )
+                return None
+            self.graphs[key] = graph
         if not bool(valid):  # a distribution refuses its parameters: the fast path raises
             _set_rng_states(rng)
             return None
         return elbo, [p for _, p in graph.params]
+
+    def _refuse(self, why: str, stacklevel: int = 5) -> None:
+        """Replay off for this step's program, with one warning at the user's ``step(...)``."""
+        self.off = True
+        warnings.warn(
+            f"SVIStep runs the program on every step (the fast path, not a recorded graph): {why}.",
+            stacklevel=stacklevel,
+        )
 
     def _key(self, batch: tuple) -> Hashable | None:
         if am_i_wrapped() or not all(torch.is_tensor(x) for x in batch):
@@ -123,12 +157,18 @@ class Replay:
         shapes = tuple((x.shape, x.dtype, x.device, x.requires_grad) for x in batch)
         modes = (
             is_validation_enabled(),
+            torch.distributions.Distribution._validate_args,
             torch.is_grad_enabled(),
             torch.get_default_dtype(),
             torch.is_autocast_enabled("cpu"),
             torch.is_autocast_enabled("cuda"),
         )
-        return shapes, modes, state
+        key = shapes, modes, state
+        try:
+            hash(key)
+        except TypeError:
+            return None  # state that cannot be compared: not replayed
+        return key
 
     def _record(self, batch: tuple) -> _Graph | None:
         runs: list = []
@@ -143,34 +183,153 @@ class Replay:
 
         rng = _rng_states(batch)
         existing = dict(param_store_tensors())
+        saved = _snapshot(batch, self.tensors())
+        outputs: list = []
         try:
             with _validation_as_outputs(checks):
-                module = make_fx(loss, pre_dispatch=True)(*batch)
+                module = make_fx(_keep(loss, outputs), pre_dispatch=True)(*batch)
+            traced = (outputs[0].detach().clone(), _rng_states(batch))
+        except Ineligible:
+            return None  # the fast path says why, once
         except Exception as why:  # noqa: BLE001 - any failure: the fast path runs the program
-            self.off = True
-            reason = str(why).splitlines()[0][:200] if str(why) else type(why).__name__
-            warnings.warn(
-                f"SVIStep runs the program on every step (the fast path, not a recorded graph):"
-                f" recording it failed ({reason}). A program that reads its tensors' values"
-                " (.item(), if on a tensor) cannot be replayed.",
-                stacklevel=4,
-            )
+            _restore(saved)
+            text = str(why)
+            if "_local_scalar_dense" in text or "data-dependent" in text:
+                self._refuse("it reads a tensor's value (.item(), an if on a tensor)", 6)
+            else:
+                self._refuse(f"recording it failed ({text.splitlines()[0] if text else why!r})", 6)
             return None
         finally:
             _set_rng_states(rng)  # recording ran the program: its draws are this step's
-        if not _fold_constant_checks(module.graph, [bool(c) for c in checks]):
-            return None  # a check on constants fails: the fast path raises
-        _fold_constants(module, batch)
-        _drop_identity_views(module.graph)
-        _drop_unused_constants(module.graph)
-        module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
-        module.recompile()
+        params = {name: p for run in runs for name, p in run.params.items()}
+        created = [name for name in param_store_tensors() if name not in existing]
+        if created or any(existing.get(name) is not p for name, p in params.items()):
+            _forget_params(created)  # made while recording: made again by the fast path
+            return None
         if any(run.shadowed for run in runs):
             return None  # the fast path refuses it (a network the param store shadows)
-        params = {name: p for run in runs for name, p in run.params.items()}
-        if any(existing.get(name) is not p for name, p in params.items()):
-            return None  # a param made while recording: its initial value would be in the graph
-        return _Graph(module, list(params.items()), [_layout(p) for p in params.values()])
+        why = _unreplayable(module, {id(t) for t, _, _ in saved}) or _updated(saved)
+        if why:
+            _restore(saved)
+            self._refuse(why, 6)
+            return None
+        try:
+            if not _fold_constant_checks(module.graph, [bool(c) for c in checks]):
+                return None  # a check on constants fails: the fast path raises
+            _fold_constants(module, batch)
+            _drop_identity_views(module.graph)
+            _drop_unused_constants(module.graph)
+            module.graph.eliminate_dead_code()  # keeps random draws and in-place updates
+            module.recompile()
+        except Exception as why:  # noqa: BLE001 - a graph we cannot simplify: not replayed
+            self._refuse(f"simplifying its graph failed ({why!r})", stacklevel=6)
+            return None
+        layouts = [_layout(p) for p in params.values()]
+        return _Graph(module, list(params.items()), layouts, *traced)
+
+
+def _keep(fn: Callable, outputs: list) -> Callable:
+    """``fn`` that also keeps its first output (the recorded run's ELBO) in ``outputs``."""
+
+    def wrapped(*args):
+        out = fn(*args)
+        outputs[:] = [out[0]]
+        return out
+
+    return wrapped
+
+
+def _snapshot(batch: tuple, tensors: list[torch.Tensor]) -> list[tuple]:
+    """``(tensor, version, copy)`` of the inputs and the given tensors (params, buffers), so that
+    an in-place update by the recorded run can be seen and undone."""
+    seen, out = set(), []
+    for t in [*batch, *tensors]:
+        if torch.is_tensor(t) and id(t) not in seen:
+            seen.add(id(t))
+            out.append((t, t._version, t.detach().clone()))
+    return out
+
+
+def _updated(saved: list[tuple]) -> str | None:
+    if any(t._version != version for t, version, _ in saved):
+        return "it updates its input, a parameter or a buffer in place (e.g. BatchNorm statistics)"
+    return None
+
+
+def _restore(saved: list[tuple]) -> None:
+    """Put every snapshot tensor back (kernels such as BatchNorm's update their statistics
+    without a version bump, so all of them)."""
+    with torch.no_grad():
+        for t, _, copy in saved:
+            t.copy_(copy)
+
+
+def _forget_params(names: list[str]) -> None:
+    store = pyro.get_param_store()
+    for name in names:
+        del store[name]
+
+
+#: In-place operations a graph may hold: on tensors it creates itself.
+_FRESH = (
+    torch.ops.aten.empty.memory_format,
+    torch.ops.aten.empty_like.default,
+    torch.ops.aten.zeros.default,
+    torch.ops.aten.ones.default,
+    torch.ops.aten.full.default,
+    torch.ops.aten.lift_fresh_copy.default,
+)
+
+
+def _unreplayable(module: torch.fx.GraphModule, known: set[int]) -> str | None:
+    """Why the graph cannot be replayed: an in-place update of a tensor it did not create, a
+    generator of the program's own, or a shape that depends on values (boolean masks).
+    ``known``: ids of the tensors the recording restores (inputs, parameters, buffers)."""
+    for node in module.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        if any(isinstance(a, torch.Generator) for a in [*node.args, *node.kwargs.values()]):
+            return (
+                "it draws from a torch.Generator of its own (recording this step drew from it"
+                " once more)"
+            )
+        if torch.Tag.dynamic_output_shape in node.target.tags and _value_shaped(node):
+            return "a tensor's shape depends on values (a boolean mask, nonzero)"
+        base = _base(node.args[0]) if node.target._schema.is_mutable else None
+        if base is not None and not (base.op == "call_function" and base.target in _FRESH):
+            if base.op == "placeholder" or id(getattr(module, str(base.target), None)) in known:
+                return "it updates its input, a parameter or a buffer in place"
+            return (
+                "it updates a tensor it holds in place (recording this step updated it once more)"
+            )
+        if node.target is torch.ops.aten.batch_norm.default and node.args[5]:
+            return "it updates BatchNorm statistics (training mode)"
+    return None
+
+
+def _value_shaped(node: torch.fx.Node) -> bool:
+    if node.target is not torch.ops.aten.index.Tensor:
+        return True
+    indices = node.args[1]
+    return any(
+        isinstance(i, torch.fx.Node)
+        and i.meta.get("val") is not None
+        and i.meta["val"].dtype == torch.bool
+        for i in indices
+    )
+
+
+def _base(node: object) -> torch.fx.Node | None:
+    """The node whose tensor ``node`` is (a view of): followed through views and in-place
+    results."""
+    while isinstance(node, torch.fx.Node) and node.op == "call_function":
+        if node.target in _FRESH:
+            return node
+        returns = getattr(getattr(node.target, "_schema", None), "returns", ())
+        if not returns or returns[0].alias_info is None or not node.args:
+            return node
+        node = node.args[0]
+    return node if isinstance(node, torch.fx.Node) else None
 
 
 _VIEWS = (
@@ -252,7 +411,7 @@ def _fold_constant_checks(graph: torch.fx.Graph, values: list[bool]) -> bool:
     return True
 
 
-def _constant_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+def _constant_nodes(graph: torch.fx.Graph, evaluable: bool = False) -> set[torch.fx.Node]:
     """Nodes whose values are the same on every replay: fresh constants of the program
     (``torch.tensor(1.0)``, lifted), values of :data:`_VALUE_FREE` and :data:`_FILLED`
     operations, and pure operations of constants only (no random draws, no in-place updates
@@ -264,7 +423,10 @@ def _constant_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
                 constant.add(node)  # a literal of the program, never a parameter or user tensor
         elif node.op == "call_function":
             inputs_constant = all(a in constant for a in node.all_input_nodes)
-            if node.target in _VALUE_FREE:
+            if node.target in _VALUE_FREE and (
+                not evaluable
+                or all(a.op == "placeholder" or a in constant for a in node.all_input_nodes)
+            ):
                 constant.add(node)
             elif node.target is torch.ops.aten.detach_.default and inputs_constant:
                 constant.add(node)  # in place, but values unchanged
@@ -281,7 +443,7 @@ def _fold_constants(module: torch.fx.GraphModule, batch: tuple) -> None:
     """Compute the constant tensors the graph uses (e.g. the prior's expanded loc and scale) once,
     at recording, and keep them as attributes of the graph: fewer operations per replay. Not when
     an operation updates one of them (or a view of one) in place."""
-    graph, constant = module.graph, _constant_nodes(module.graph)
+    graph, constant = module.graph, _constant_nodes(module.graph, evaluable=True)
     updated = [n for n in graph.nodes if n not in constant and n.is_impure()]
     if any(a in constant for n in updated for a in n.all_input_nodes):
         return  # a constant (or a view of one) updated in place: made anew on every replay
@@ -317,6 +479,19 @@ def _drop_unused_constants(graph: torch.fx.Graph) -> None:
         if copy.target is torch.ops.aten.lift_fresh_copy.default and len(copy.users) == 1:
             graph.erase_node(node)
             graph.erase_node(copy)
+
+
+def _same_run(graph: _Graph, elbo: torch.Tensor, batch: tuple) -> bool:
+    """Whether the first replay gave the recorded run's ELBO (bit for bit, NaN included) and
+    left the generators where the recorded run left them."""
+    same = torch.equal(elbo.detach(), graph.elbo) or bool(elbo.isnan() and graph.elbo.isnan())
+    cpu, cuda = _rng_states(batch)
+    cpu0, cuda0 = graph.rng_after
+    return (
+        same
+        and torch.equal(cpu, cpu0)
+        and all(torch.equal(a, b) for (_, a), (_, b) in zip(cuda, cuda0, strict=True))
+    )
 
 
 def _layout(p: torch.Tensor) -> tuple:

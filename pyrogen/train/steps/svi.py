@@ -16,7 +16,7 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 
-from pyrogen._compat import pending_optim_state, pyro_module_prefix
+from pyrogen._compat import param_store_tensors, pending_optim_state, pyro_module_prefix
 from pyrogen.infer.elbo import ELBO, _TraceMeanField_ELBO
 from pyrogen.infer.importance import rng_untouched
 from pyrogen.train import checkpoint as ckpt
@@ -243,7 +243,11 @@ class SVIStep:
             state = tuple(key() for key in keys)
             return None if any(s is None for s in state) else state
 
-        return Replay(self.model, self.guide, program_key)
+        def tensors() -> list[torch.Tensor]:
+            modules = self._owners().values()
+            return [*param_store_tensors().values(), *(b for m in modules for b in m.buffers())]
+
+        return Replay(self.model, self.guide, program_key, tensors)
 
     @property
     def uses_fast_path(self) -> bool:
