@@ -196,16 +196,28 @@ def test_a_cleared_param_store_is_seen_by_the_replay():
     assert _equal(*results)
 
 
-def test_a_no_grad_block_in_the_program_stays_without_gradient_in_the_replay():
-    """Grad mode is recorded (pre-dispatch graph): a value computed under ``torch.no_grad()``
-    takes no gradient in the replayed step either."""
+def _same_with_and_without_replay(make_model) -> None:
+    """``make_model(decoder)``'s program trained 5 steps with and without replay: replayed, and
+    the same losses and parameters."""
     results = []
     for replay in (False, True):
         pyro.clear_param_store()
         torch.manual_seed(0)
-        dec = torch.nn.Linear(2, 6)
+        model = make_model(torch.nn.Linear(2, 6))
+        _, guide = _program(read_value=False)
+        step = SVIStep(model, guide, replay=replay)
+        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
+        assert bool(step._replay and step._replay.graphs) == replay
+        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
+    assert _equal(*results)
 
-        def model(x, dec=dec):
+
+def test_a_no_grad_block_in_the_program_stays_without_gradient_in_the_replay():
+    """Grad mode is recorded (pre-dispatch graph): a value computed under ``torch.no_grad()``
+    takes no gradient in the replayed step either."""
+
+    def make_model(dec):
+        def model(x):
             net = pyro.module("dec", dec)
             with pyro.plate("data", len(x)):
                 z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
@@ -214,12 +226,9 @@ def test_a_no_grad_block_in_the_program_stays_without_gradient_in_the_replay():
                     shift = logits.mean()  # a stop-gradient centring
                 pyro.sample("x", dist.Bernoulli(logits=logits - shift).to_event(1), obs=x)
 
-        _, guide = _program(read_value=False)
-        step = SVIStep(model, guide, replay=replay)
-        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
-        assert bool(step._replay and step._replay.graphs) == replay
-        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
-    assert _equal(*results)
+        return model
+
+    _same_with_and_without_replay(make_model)
 
 
 def test_pyrogen_vae_s_default_objective_takes_the_fast_path_and_is_replayed():
@@ -293,13 +302,9 @@ def test_checks_on_constants_are_folded_but_still_refuse(replay):
 def test_a_constant_updated_in_place_by_the_program_is_made_anew_on_every_replay():
     """Constants are computed once per recording, except those the program updates in place:
     a shared ``offset`` would grow by one on every replay."""
-    results = []
-    for replay in (False, True):
-        pyro.clear_param_store()
-        torch.manual_seed(0)
-        dec = torch.nn.Linear(2, 6)
 
-        def model(x, dec=dec):
+    def make_model(dec):
+        def model(x):
             net = pyro.module("dec", dec)
             offset = torch.zeros(6)
             offset.add_(1.0)
@@ -307,21 +312,14 @@ def test_a_constant_updated_in_place_by_the_program_is_made_anew_on_every_replay
                 z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
                 pyro.sample("x", dist.Bernoulli(logits=net(z) + offset).to_event(1), obs=x)
 
-        _, guide = _program(read_value=False)
-        step = SVIStep(model, guide, replay=replay)
-        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
-        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
-    assert _equal(*results)
+        return model
+
+    _same_with_and_without_replay(make_model)
 
 
 def test_a_constant_updated_through_a_view_is_made_anew_on_every_replay():
-    results = []
-    for replay in (False, True):
-        pyro.clear_param_store()
-        torch.manual_seed(0)
-        dec = torch.nn.Linear(2, 6)
-
-        def model(x, dec=dec):
+    def make_model(dec):
+        def model(x):
             net = pyro.module("dec", dec)
             offset = torch.zeros(2, 3)
             with pyro.plate("data", len(x)):
@@ -330,11 +328,9 @@ def test_a_constant_updated_through_a_view_is_made_anew_on_every_replay():
                 offset.view(6).add_(logits.detach().mean())  # updates offset's storage
                 pyro.sample("x", dist.Bernoulli(logits=logits + offset.view(6)).to_event(1), obs=x)
 
-        _, guide = _program(read_value=False)
-        step = SVIStep(model, guide, replay=replay)
-        losses = [step(BATCHES[0])["loss"] for _ in range(5)]
-        results.append((losses, [p.detach().clone() for p in pyro.get_param_store().values()]))
-    assert _equal(*results)
+        return model
+
+    _same_with_and_without_replay(make_model)
 
 
 def _case(name):
