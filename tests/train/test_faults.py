@@ -16,6 +16,7 @@ from pyrogen.models.gan import Generator
 from pyrogen.nn.adversarial import Critic
 from pyrogen.train import AdversarialStep, NonFiniteError, SVIStep, Trainer
 from pyrogen.train.checkpoint import list_checkpoints, load_checkpoint, load_latest
+from pyrogen.train.trainer import _check_finite, _Data
 
 X = torch.randn(32, 1)  # 32 scalar examples (rows)
 
@@ -144,3 +145,17 @@ def test_signal_writes_a_final_checkpoint_and_exits_cleanly(tmp_path, signum):
     assert state["step"] >= 20 and len(state["history"]) == state["step"]
     assert state["config"]["command"] == "vae"
     assert (out / "checkpoints" / "history.csv").read_text().count("\n") == state["step"] + 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_one_non_finite_entry_is_found_and_named_by_row(bad):
+    data = torch.rand(16, 6)
+    data[11, 3] = bad
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(tensor 0, rows \[11\]"):
+        _check_finite(_Data((data,)))
+
+
+def test_finite_data_whose_sum_overflows_are_accepted():
+    """The check sums each tensor first (one read); a sum that overflows sends it to the exact
+    check, which accepts finite entries."""
+    _check_finite(_Data((torch.full((16, 6), 3e38),)))
