@@ -445,3 +445,19 @@ def test_a_vae_whose_state_cannot_be_compared_is_not_replayed():
     for x in BATCHES:
         step(x)
     assert step._replay is not None and not step._replay.graphs
+
+
+def test_an_expanded_batch_is_replayed():
+    """Recording puts back what the program changed; a batch that cannot be written (expanded
+    rows) is left alone."""
+    row = torch.rand(1, 6, generator=torch.Generator().manual_seed(3)).round()
+    runs = []
+    for replay in (False, None):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = VAE(6, 2, (5,), num_data=40)
+        step = SVIStep(vae.model, vae.guide, replay=replay)
+        losses = [step(row.expand(8, 6))["loss"] for _ in range(4)]
+        assert bool(step._replay and step._replay.graphs) == (replay is None)
+        runs.append((losses, [p.detach().clone() for p in vae.parameters()]))
+    assert _equal(*runs)

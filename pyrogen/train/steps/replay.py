@@ -192,7 +192,6 @@ class Replay:
         except Ineligible:
             return None  # the fast path says why, once
         except Exception as why:  # noqa: BLE001 - any failure: the fast path runs the program
-            _restore(saved)
             text = str(why)
             if "_local_scalar_dense" in text or "data-dependent" in text:
                 self._refuse("it reads a tensor's value (.item(), an if on a tensor)", 6)
@@ -201,6 +200,8 @@ class Replay:
             return None
         finally:
             _set_rng_states(rng)  # recording ran the program: its draws are this step's
+            updated = _updated(saved)
+            _restore(saved)  # and its in-place updates of inputs, params, buffers are undone
         params = {name: p for run in runs for name, p in run.params.items()}
         created = [name for name in param_store_tensors() if name not in existing]
         if created or any(existing.get(name) is not p for name, p in params.items()):
@@ -208,9 +209,8 @@ class Replay:
             return None
         if any(run.shadowed for run in runs):
             return None  # the fast path refuses it (a network the param store shadows)
-        why = _unreplayable(module, {id(t) for t, _, _ in saved}) or _updated(saved)
+        why = _unreplayable(module, {id(t) for t, *_ in saved}) or updated
         if why:
-            _restore(saved)
             self._refuse(why, 6)
             return None
         try:
@@ -240,28 +240,32 @@ def _keep(fn: Callable, outputs: list) -> Callable:
 
 
 def _snapshot(batch: tuple, tensors: list[torch.Tensor]) -> list[tuple]:
-    """``(tensor, version, copy)`` of the inputs and the given tensors (params, buffers), so that
-    an in-place update by the recorded run can be seen and undone."""
+    """``(tensor, version, copy, always)`` of the inputs and the given tensors (params, buffers),
+    so that an in-place update by the recorded run can be seen and undone (``always``: put back
+    even without a version bump)."""
     seen, out = set(), []
-    for t in [*batch, *tensors]:
-        if torch.is_tensor(t) and id(t) not in seen:
-            seen.add(id(t))
-            out.append((t, t._version, t.detach().clone()))
+    for always, group in ((False, batch), (True, tensors)):
+        for t in group:
+            if torch.is_tensor(t) and id(t) not in seen:
+                seen.add(id(t))
+                out.append((t, t._version, t.detach().clone(), always))
     return out
 
 
 def _updated(saved: list[tuple]) -> str | None:
-    if any(t._version != version for t, version, _ in saved):
+    if any(t._version != version for t, version, _, _ in saved):
         return "it updates its input, a parameter or a buffer in place (e.g. BatchNorm statistics)"
     return None
 
 
 def _restore(saved: list[tuple]) -> None:
-    """Put every snapshot tensor back (kernels such as BatchNorm's update their statistics
-    without a version bump, so all of them)."""
+    """Put the snapshot tensors back: the params and buffers always (kernels such as
+    BatchNorm's update their statistics without a version bump), inputs if they changed (an
+    expanded input cannot be written)."""
     with torch.no_grad():
-        for t, _, copy in saved:
-            t.copy_(copy)
+        for t, version, copy, always in saved:
+            if always or t._version != version:
+                t.copy_(copy)
 
 
 def _forget_params(names: list[str]) -> None:
