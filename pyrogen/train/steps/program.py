@@ -78,9 +78,15 @@ def program_of(generator: Any) -> Callable:
     return generator
 
 
+def program_self(fn: Callable | None) -> Any:
+    """The object a program belongs to: a module program itself, or a bound method's ``self``
+    (``vae`` of ``vae.model``); ``None`` for a function."""
+    return fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+
+
 def owner_of(fn: Callable | None) -> nn.Module | None:
     """The module a program belongs to: itself, or a bound method's ``self``."""
-    owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    owner = program_self(fn)
     return owner if isinstance(owner, nn.Module) else None
 
 

@@ -27,6 +27,7 @@ from pyrogen.train.steps.fast import (
     backward_elbo,
     mean_field_loss_and_grads,
 )
+from pyrogen.train.steps.program import owner_of, program_self
 from pyrogen.train.steps.replay import Replay
 
 _VALIDATION_CODE = torch.distributions.Distribution.__init__.__code__
@@ -230,10 +231,7 @@ class SVIStep:
         programs whose owners say which Python state they read (``program_key()``)."""
         if replay is False:
             return None
-        owners = [
-            fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
-            for fn in (self.model, self.guide)
-        ]
+        owners = [program_self(fn) for fn in (self.model, self.guide)]
         keys = {id(owner): getattr(owner, "program_key", None) for owner in owners}
         if replay is None and not all(callable(key) for key in keys.values()):
             return None
@@ -400,8 +398,8 @@ class SVIStep:
         ``self``) and those given as ``modules=`` (``"module0"``, ...)."""
         owners = {}
         for name, fn in (("model", self.model), ("guide", self.guide)):
-            owner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
-            if isinstance(owner, torch.nn.Module):
+            owner = owner_of(fn)
+            if owner is not None:
                 owners[name] = owner
         for i, module in enumerate(getattr(self, "extra_modules", ())):
             owners[f"module{i}"] = module
