@@ -5,7 +5,7 @@ PacGAN packing of 2, Adam 2e-4, β = (0.5, 0.999), k = 1, batch 256, 20 000 gene
 the network sizes, the late learning-rate decay and the generator EMA listed there;
 ``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images: the DCGAN
 generator and critic of :mod:`pyrogen.nn.conv` (``--arch conv``, base 32 channels), non-saturating
-loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 9000 steps (``benchmarks/image_gan.py``), changed
+loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 15 000 steps (``benchmarks/image_gan.py``), changed
 per loss by ``IMAGE_LOSS_DEFAULTS`` (hinge: spectral norm, k = 2, β = (0, 0.9), 3000 steps;
 WGAN-GP: 3000 steps); a flag always wins.
 ``--arch mlp`` on images uses MLPs of ``--hidden`` units instead. Image runs add class coverage,
