@@ -23,6 +23,7 @@ import json
 import time
 
 import torch
+from image_gan_curve import KEYS  # the metrics scored, as there (a script beside this one)
 from torch import nn
 
 import pyrogen.evaluate.fid as fid
@@ -33,15 +34,6 @@ from pyrogen.nn.conv import ConvCritic, ConvGeneratorNet
 from pyrogen.train import Trainer, set_seed
 from pyrogen.train.callbacks import Callback
 from pyrogen.train.steps.adversarial import AdversarialStep
-
-KEYS = (
-    "classes_in_band",
-    "class_kl",
-    "frechet_classifier_distance",
-    "frechet_classifier_distance_test_halves",
-    "precision",
-    "recall",
-)
 
 
 def nearest_upsampling(channels: int, out_channels: int, stages: int) -> list[nn.Module]:
