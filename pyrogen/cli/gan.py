@@ -6,7 +6,7 @@ the network sizes, the late learning-rate decay and the generator EMA listed the
 ``benchmarks/gan_modes.py`` measures exactly these) and ``IMAGE_DEFAULTS`` for images: the DCGAN
 generator and critic of :mod:`pyrogen.nn.conv` (``--arch conv``, base 32 channels), non-saturating
 loss, Adam 2e-4, β = (0.5, 0.999), batch 64, 15 000 steps (``benchmarks/image_gan.py``), changed
-per loss by ``IMAGE_LOSS_DEFAULTS`` (hinge: spectral norm, k = 2, β = (0, 0.9), 3000 steps;
+per loss by ``IMAGE_LOSS_DEFAULTS`` (hinge: spectral norm, k = 2, β = (0, 0.9), 6000 steps;
 WGAN-GP: 3000 steps); a flag always wins.
 ``--arch mlp`` on images uses MLPs of ``--hidden`` units instead. Image runs add class coverage,
 precision and recall in classifier features to metrics.json.
