@@ -1,7 +1,8 @@
 """Variants of the image-GAN defaults that are not ``pyrogen gan`` flags, scored along one run.
 
-Trains the DCGAN defaults of ``pyrogen gan`` on images (``IMAGE_DEFAULTS``: base 32, z ∈ R³²,
-batch 64, one thread) with the library's ``AdversarialStep`` and ``Trainer``, and every
+Trains the DCGAN defaults of ``pyrogen gan --loss LOSS`` on images
+(:func:`~pyrogen.train.presets.image_defaults`: networks, batch size, optimizer, critic steps;
+one thread) with the library's ``AdversarialStep`` and ``Trainer``, and every
 ``--every`` steps scores the generator exactly as ``pyrogen gan`` scores its final one
 (:func:`pyrogen.cli.gan.sample_metrics`: 10 000 samples in eval mode after ``set_seed(seed)``).
 Variants: ``--arch nearest`` (nearest-neighbour upsampling + 3×3 convolution instead of the 4×4
@@ -33,6 +34,7 @@ from pyrogen.models.gan import Generator
 from pyrogen.nn.conv import ConvCritic, ConvGeneratorNet
 from pyrogen.train import Trainer, set_seed
 from pyrogen.train.callbacks import Callback
+from pyrogen.train.presets import image_defaults
 from pyrogen.train.steps.adversarial import AdversarialStep
 
 
@@ -82,16 +84,22 @@ def main() -> None:
     torch.set_num_threads(1)
     fid.train_feature_classifier = functools.cache(fid.train_feature_classifier)
     data = load_dataset(a.data)
+    d = image_defaults(a.loss)  # what `pyrogen gan --loss LOSS` uses on images
     set_seed(a.seed)
-    net = ConvGeneratorNet(32, data.shape, 32, 0, "sigmoid")
-    if a.arch == "nearest":
-        net.net = nn.Sequential(*net.net[:4], *nearest_upsampling(64, 1, 2))
+    net = ConvGeneratorNet(d.latent_dim, data.shape, d.base_channels, 0, d.output)
+    if a.arch == "nearest":  # keep Linear → Unflatten → BN → ReLU, replace the upsampling
+        channels, stages = net.net[2].num_features, 2
+        net.net = nn.Sequential(
+            *net.net[:4], *nearest_upsampling(channels, net.image_shape[0], stages)
+        )
     step = AdversarialStep(
-        Generator(32, num_classes=0, net=net),
-        ConvCritic(data.shape, 32),
+        Generator(d.latent_dim, num_classes=0, net=net),
+        ConvCritic(data.shape, d.base_channels, spectral_norm=d.spectral_norm),
         a.loss,
-        lr=2e-4,
-        betas=(0.5, 0.999),
+        critic_steps=d.critic_steps,
+        lr=d.lr,
+        critic_lr=d.critic_lr,
+        betas=d.betas,
         lr_decay=a.lr_decay,
         total_steps=a.steps,
         ema=a.ema or None,
@@ -122,7 +130,12 @@ def main() -> None:
                 score(state.step + 1)
 
     trainer = Trainer(
-        step, batch_size=64, steps=a.steps, seed=a.seed, progress=False, callbacks=[Score()]
+        step,
+        batch_size=d.batch_size,
+        steps=a.steps,
+        seed=a.seed,
+        progress=False,
+        callbacks=[Score()],
     )
     trainer.fit(data.train_x)
 
